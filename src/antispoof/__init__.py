@@ -1,0 +1,1 @@
+"""antispoof: Kaggle-style pipeline for utterance- and segment-level spoofed speech detection."""

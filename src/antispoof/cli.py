@@ -1,0 +1,135 @@
+"""The `antispoof` command: one entry point, one sub-command per pipeline step.
+
+Sub-commands import their module lazily so `antispoof --help` stays instant and a
+data-only machine never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_data(args):
+    from antispoof.config import load_config
+    from antispoof.data.benchmark import build_benchmark
+
+    cfg = load_config(args.config or f"configs/data/spoofbench_{args.preset}.yaml", args.overrides)
+    out = build_benchmark(cfg, workers=args.workers)
+    print(f"data set ready: {out}")
+
+
+def _cmd_card(args):
+    print((Path(args.data) / "README.md").read_text(encoding="utf-8"))
+
+
+def _cmd_probe(args):
+    from antispoof.data.probe import run_probe
+
+    result = run_probe(args.data, submission=args.submission, folds=args.folds, seed=args.seed)
+    print(json.dumps(result, indent=2))
+
+
+def _cmd_folds(args):
+    from antispoof.data.folds import make_folds
+
+    out = make_folds(args.data, k=args.k, seed=args.seed, out=args.out)
+    print(f"folds written: {out}")
+
+
+def _cmd_evaluate(args):
+    from antispoof.metrics import evaluate_files
+
+    print(json.dumps(evaluate_files(args.scores, args.keys), indent=2))
+
+
+def _cmd_score(args):
+    from antispoof.submit import score_submission
+
+    print(json.dumps(score_submission(args.submission, args.data), indent=2))
+
+
+def _cmd_import(args):
+    from antispoof.data import importers
+
+    if args.format == "partialspoof":
+        out = importers.import_partialspoof(args.root, args.out)
+    elif args.format == "asvspoof2019":
+        out = importers.import_asvspoof2019_la(args.root, args.out)
+    else:
+        if not args.csv or not args.audio_dir:
+            raise SystemExit("antispoof import csv: --csv and --audio-dir are required")
+        out = importers.import_competition_csv(
+            args.csv, args.audio_dir, args.out, test_dir=args.test_dir,
+            id_column=args.id_column, label_column=args.label_column, spoof_value=args.spoof_value)
+    print(f"imported: {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="antispoof", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="build the SpoofBench data set offline")
+    p.add_argument("--preset", default="mini", help="mini or full (configs/data/spoofbench_<preset>.yaml)")
+    p.add_argument("--config", help="explicit data config file (overrides --preset)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. seed=1 n_bonafide=300")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("card", help="print a data set's data card")
+    p.add_argument("--data", required=True)
+    p.set_defaults(func=_cmd_card)
+
+    p = sub.add_parser("probe", help="shortcut probe: gradient boosting on global clip statistics")
+    p.add_argument("--data", required=True)
+    p.add_argument("--submission", help="also write the probe's test predictions as a submission CSV")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_probe)
+
+    p = sub.add_parser("folds", help="write folds/<dataset>/folds.csv (StratifiedGroupKFold)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output CSV (default folds/<dataset>/folds.csv)")
+    p.set_defaults(func=_cmd_folds)
+
+    p = sub.add_parser("evaluate", help="EER, minDCF, actDCF, Cllr from ASVspoof 5 score/key TSVs")
+    p.add_argument("--scores", required=True, help="TSV: filename<TAB>cm-score, with header")
+    p.add_argument("--keys", required=True, help="TSV: filename<TAB>cm-label, with header")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("score", help="score a submission CSV against a data set's solution.csv")
+    p.add_argument("submission")
+    p.add_argument("--data", required=True)
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("import", help="import a corpus into the manifest layout")
+    p.add_argument("format", choices=["partialspoof", "asvspoof2019", "csv"])
+    p.add_argument("--root", help="corpus root (partialspoof, asvspoof2019)")
+    p.add_argument("--out", required=True, help="output data set folder")
+    p.add_argument("--csv", help="competition CSV with id and label columns (csv format)")
+    p.add_argument("--audio-dir", help="folder with the training audio (csv format)")
+    p.add_argument("--test-dir", help="folder with unlabeled test audio (csv format)")
+    p.add_argument("--id-column", default="speech_name")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--spoof-value", default="1", help="label value that means spoof (csv format)")
+    p.set_defaults(func=_cmd_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from antispoof.data.manifest import ManifestError
+
+    try:
+        args.func(args)
+    except (ManifestError, FileNotFoundError) as err:
+        print(f"antispoof {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

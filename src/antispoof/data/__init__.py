@@ -1,0 +1,1 @@
+"""Data layer: manifests, sources, generators, importers, folds and loaders."""

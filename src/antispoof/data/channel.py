@@ -1,0 +1,164 @@
+"""One transmission channel for every clip, bona fide or spoof, drawn from the same distribution.
+
+Real recordings carry traces of their channel (telephone band, Ogg, G.722) that synthetic
+speech lacks; a detector trained on raw sources learns the channel instead of the spoof.
+Every clip therefore goes through: background noise at a random SNR -> band limit (telephone
+8 kHz resampling or a random low-pass) -> a lossy codec -> a random level. The codec output
+is re-aligned to its input, so the 10 ms segment labels stay exact.
+"""
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import asdict, dataclass
+
+import av
+import numpy as np
+from scipy.signal import butter, fftconvolve, sosfiltfilt
+
+from antispoof.data.audio import SR, AudioError, read_audio, resample, rms_db, set_level
+
+# codec name -> (sample rate it runs at, PyAV encoder, container); all in-process via PyAV.
+CODECS = {
+    "none": (SR, None, None),
+    "mulaw": (8000, "pcm_mulaw", "wav"),
+    "alaw": (8000, "pcm_alaw", "wav"),
+    "g726": (8000, "g726", "wav"),
+    "g722": (SR, "g722", "wav"),
+    "opus": (SR, "libopus", "ogg"),
+    "mp3": (SR, "libmp3lame", "mp3"),
+    "aac": (SR, "aac", "adts"),
+}
+NARROWBAND_CODECS = ("none", "mulaw", "alaw", "g726")
+WIDEBAND_CODECS = ("none", "g722", "opus", "mp3", "aac")
+NOISE_KINDS = ("white", "pink", "brown", "music")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """Everything random about one clip's channel, fixed at planning time (so it is reproducible)."""
+
+    narrowband: bool
+    cutoff_hz: float
+    codec: str
+    kbps: int
+    noise: str
+    snr_db: float
+    level_db: float
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def draw_channel(rng: np.random.Generator, narrowband: bool, cfg) -> ChannelSpec:
+    """Draw a channel; whether it is narrowband is decided by the caller (balanced per class)."""
+    codecs = NARROWBAND_CODECS if narrowband else WIDEBAND_CODECS
+    return ChannelSpec(
+        narrowband=narrowband,
+        cutoff_hz=float(rng.uniform(3300, 3800) if narrowband else rng.uniform(cfg.cutoff_min_hz, cfg.cutoff_max_hz)),
+        codec=str(codecs[rng.integers(len(codecs))]),
+        kbps=int(rng.choice([16, 24, 32, 48])),
+        noise=str(NOISE_KINDS[rng.integers(len(NOISE_KINDS))]),
+        snr_db=float(rng.uniform(cfg.snr_min_db, cfg.snr_max_db)),
+        level_db=float(rng.uniform(cfg.level_min_db, cfg.level_max_db)),
+        seed=int(rng.integers(2**31)),
+    )
+
+
+def colored_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink (1/f) or brown (1/f^2) noise shaped in the frequency domain."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
+    exponent = {"white": 0.0, "pink": 0.5, "brown": 1.0}[kind]
+    return np.fft.irfft(spectrum / freqs**exponent, n).astype(np.float32)
+
+
+def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """Mix noise at an exact SNR measured over the whole clip."""
+    gain = 10 ** ((rms_db(wave) - rms_db(noise) - snr_db) / 20)
+    return (wave + gain * noise).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_bed(path: str) -> np.ndarray:
+    return read_audio(path)
+
+
+def _music_bed(n: int, beds: list[str], rng: np.random.Generator) -> np.ndarray:
+    bed = _read_bed(beds[rng.integers(len(beds))])
+    if len(bed) < n:
+        bed = np.tile(bed, n // max(1, len(bed)) + 1)
+    start = int(rng.integers(0, len(bed) - n + 1))
+    return bed[start: start + n]
+
+
+def low_pass(wave: np.ndarray, cutoff_hz: float, sr: int = SR) -> np.ndarray:
+    sos = butter(8, cutoff_hz, btype="low", fs=sr, output="sos")
+    return sosfiltfilt(sos, wave).astype(np.float32)
+
+
+def align_to(out: np.ndarray, ref: np.ndarray, max_lag: int = 2400) -> np.ndarray:
+    """Undo codec delay/priming: shift `out` by the lag of best cross-correlation, then fit length."""
+    n = len(ref)
+    corr = fftconvolve(out[: n + max_lag], ref[::-1], mode="full")
+    centre = n - 1
+    window = corr[max(0, centre - max_lag): centre + max_lag + 1]
+    lag = int(np.argmax(window)) - min(centre, max_lag)
+    shifted = out[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag, np.float32), out])
+    fitted = np.zeros(n, dtype=np.float32)
+    fitted[: min(n, len(shifted))] = shifted[:n]
+    return fitted
+
+
+def _encode(x: np.ndarray, rate: int, encoder: str, container: str, kbps: int) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(encoder, rate=rate, layout="mono")
+        if encoder in ("libopus", "libmp3lame", "aac"):
+            stream.bit_rate = kbps * 1000
+        frame = av.AudioFrame.from_ndarray((np.clip(x, -1, 1) * 32767).astype(np.int16)[None, :],
+                                           format="s16", layout="mono")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate)
+        for converted in resampler.resample(frame):
+            for packet in stream.encode(converted):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def _decode(data: bytes, rate: int) -> np.ndarray:
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    chunks = []
+    with av.open(io.BytesIO(data), "r") as inp:
+        for frame in inp.decode(audio=0):
+            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+    chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def codec_roundtrip(wave: np.ndarray, codec: str, kbps: int = 32) -> np.ndarray:
+    """Encode and decode in memory at the codec's own rate, then re-align to the input."""
+    rate, encoder, container = CODECS[codec]
+    if encoder is None:
+        return wave
+    try:
+        decoded = _decode(_encode(resample(wave, SR, rate), rate, encoder, container, kbps), rate)
+    except av.error.FFmpegError as err:
+        raise AudioError(f"codec {codec}: {err}") from None
+    return align_to(resample(decoded, rate, SR), wave)
+
+
+def apply_channel(wave: np.ndarray, spec: ChannelSpec, noise_beds: list[str]) -> np.ndarray:
+    """Run a clip through its channel. Output has exactly the input length."""
+    rng = np.random.default_rng(spec.seed)
+    kind = spec.noise if (spec.noise != "music" or noise_beds) else "pink"
+    noise = _music_bed(len(wave), noise_beds, rng) if kind == "music" else colored_noise(kind, len(wave), rng)
+    x = add_noise(wave, noise, spec.snr_db)
+    if spec.narrowband:
+        x = np.resize(resample(resample(x, SR, 8000), 8000, SR), len(wave))
+    x = low_pass(x, spec.cutoff_hz)
+    x = codec_roundtrip(x, spec.codec, spec.kbps)
+    return set_level(x, spec.level_db)

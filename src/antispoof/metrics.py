@@ -1,0 +1,426 @@
+"""Detection metrics: EER, minDCF, actDCF, Cllr, F1, segment EER.
+
+Conventions (DESIGN.md section 2): every score is "higher = more bona fide", and bona fide
+is the target (positive) class of the DET curve, as in ASVspoof. Label arrays may hold the
+strings ``bonafide`` / ``spoof`` or the segment convention 1 = bona fide, 0 = spoof.
+
+The utterance metrics follow the ASVspoof 5 evaluation package (calculate_modules.py):
+
+* the DET curve has one operating point per sorted score position plus the point where
+  nothing is rejected; scores are sorted stably with bona fide before spoof, so inside a
+  block of tied scores the package (and this module) visits intermediate points. Copying
+  that rule makes our numbers match the official ones exactly, ties included;
+* EER = mean(FRR, FAR) at the first point minimising |FRR - FAR|;
+* minDCF = min over the DET points of Cmiss (1-Pspoof) FRR + Cfa Pspoof FAR, divided by
+  the cost of the best decision made without looking at the data, min(Cmiss (1-Pspoof),
+  Cfa Pspoof); so 1.0 means "no better than always accepting";
+* actDCF = the same normalised cost at the Bayes threshold -log(beta) for LLR scores,
+  beta = Cmiss (1-Pspoof) / (Cfa Pspoof); a bona fide score below it is a miss, a spoof
+  score at or above it a false acceptance;
+* Cllr = (mean log2(1 + e^-s) over bona fide + mean log2(1 + e^s) over spoof) / 2.
+
+Every threshold this module returns is meant for the rule "score < threshold -> spoof".
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve
+
+from antispoof.data.manifest import LABELS, SEGMENT_HOP_S, ManifestError
+
+P_SPOOF = 0.05
+C_MISS = 1.0
+C_FA = 10.0
+
+
+# ---- inputs -----------------------------------------------------------------------------
+
+def _scores(x, name: str = "scores") -> np.ndarray:
+    """1-D float64 copy; NaN or inf would silently corrupt the sort, so refuse them."""
+    arr = np.asarray(x, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contain NaN or inf")
+    return arr
+
+
+def bonafide_mask(labels) -> np.ndarray:
+    """Boolean "is bona fide" from string labels or 0/1 arrays (1 = bona fide).
+
+    Accepting both lets utterance labels (strings) and segment labels (ints) share code.
+    """
+    arr = np.asarray(labels).ravel()
+    if arr.dtype.kind in "biuf":
+        if not np.all((arr == 0) | (arr == 1)):
+            raise ValueError("numeric labels must be 0 (spoof) or 1 (bonafide)")
+        return arr == 1
+    text = arr.astype(str)
+    unknown = ~np.isin(text, LABELS)
+    if unknown.any():
+        raise ValueError(f"unknown label {text[unknown][0]!r} (expected bonafide or spoof)")
+    return text == "bonafide"
+
+
+def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    s = _scores(scores)
+    bona = bonafide_mask(labels)
+    if s.shape != bona.shape:
+        raise ValueError(f"{s.size} scores but {bona.size} labels")
+    return s[bona], s[~bona]
+
+
+def _both_classes(bonafide, spoof) -> tuple[np.ndarray, np.ndarray]:
+    bona, spf = _scores(bonafide, "bona fide scores"), _scores(spoof, "spoof scores")
+    if bona.size == 0 or spf.size == 0:
+        raise ValueError(f"need scores of both classes (got {bona.size} bona fide, {spf.size} spoof)")
+    return bona, spf
+
+
+# ---- DET-based metrics ------------------------------------------------------------------
+
+def det_curve(bonafide_scores, spoof_scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FRR, FAR and thresholds at every operating point, exactly as the ASVspoof 5 package.
+
+    Point k rejects the k lowest scores (k = 0..N) of the stable sort with bona fide first
+    among ties. thresholds[k] is the lowest accepted score (one ulp above the maximum for
+    k = N), so "score < threshold -> spoof" reproduces the point when no tie straddles it.
+    """
+    bona, spf = _both_classes(bonafide_scores, spoof_scores)
+    all_scores = np.concatenate([bona, spf])
+    is_bona = np.concatenate([np.ones(bona.size), np.zeros(spf.size)])
+    order = np.argsort(all_scores, kind="stable")
+    bona_rejected = np.cumsum(is_bona[order])
+    spoof_rejected = np.arange(1, all_scores.size + 1) - bona_rejected
+    frr = np.concatenate([[0.0], bona_rejected / bona.size])
+    far = np.concatenate([[1.0], (spf.size - spoof_rejected) / spf.size])
+    sorted_scores = all_scores[order]
+    thresholds = np.concatenate([sorted_scores, [np.nextafter(sorted_scores[-1], np.inf)]])
+    return frr, far, thresholds
+
+
+def compute_eer(bonafide_scores, spoof_scores) -> tuple[float, float]:
+    """Equal error rate (a fraction) and its threshold, from the package's DET points."""
+    frr, far, thresholds = det_curve(bonafide_scores, spoof_scores)
+    i = int(np.argmin(np.abs(frr - far)))
+    return float((frr[i] + far[i]) / 2), float(thresholds[i])
+
+
+def _default_cost(p_spoof: float, c_miss: float, c_fa: float) -> float:
+    """Cost of the best data-blind decision (accept all or reject all): the DCF normaliser."""
+    return min(c_miss * (1 - p_spoof), c_fa * p_spoof)
+
+
+def min_dcf(bonafide_scores, spoof_scores, p_spoof: float = P_SPOOF,
+            c_miss: float = C_MISS, c_fa: float = C_FA) -> tuple[float, float]:
+    """Normalised minimum DCF over the DET points, and the threshold reaching it."""
+    frr, far, thresholds = det_curve(bonafide_scores, spoof_scores)
+    cost = c_miss * (1 - p_spoof) * frr + c_fa * p_spoof * far
+    i = int(np.argmin(cost))
+    return float(cost[i] / _default_cost(p_spoof, c_miss, c_fa)), float(thresholds[i])
+
+
+def bayes_threshold(p_spoof: float = P_SPOOF, c_miss: float = C_MISS, c_fa: float = C_FA) -> float:
+    """-log(beta): where a calibrated natural-log LLR minimises the expected cost."""
+    return -math.log(c_miss * (1 - p_spoof) / (c_fa * p_spoof))
+
+
+def act_dcf(bonafide_scores, spoof_scores, p_spoof: float = P_SPOOF,
+            c_miss: float = C_MISS, c_fa: float = C_FA) -> tuple[float, float]:
+    """Normalised DCF at the Bayes threshold: penalises badly calibrated (non-LLR) scores."""
+    bona, spf = _both_classes(bonafide_scores, spoof_scores)
+    threshold = bayes_threshold(p_spoof, c_miss, c_fa)
+    p_miss = np.mean(bona < threshold)
+    p_fa = np.mean(spf >= threshold)
+    cost = c_miss * (1 - p_spoof) * p_miss + c_fa * p_spoof * p_fa
+    return float(cost / _default_cost(p_spoof, c_miss, c_fa)), threshold
+
+
+def cllr(bonafide_scores, spoof_scores) -> float:
+    """Log-likelihood-ratio cost in bits, scores read as natural-log LLRs.
+
+    logaddexp(0, x) = log(1 + e^x) without the overflow of the package's log1p(exp(x)).
+    """
+    bona, spf = _both_classes(bonafide_scores, spoof_scores)
+    nats = np.mean(np.logaddexp(0.0, -bona)) + np.mean(np.logaddexp(0.0, spf))
+    return float(nats / (2 * math.log(2)))
+
+
+# ---- F1 ---------------------------------------------------------------------------------
+
+def _positive_truth(labels, positive: str) -> np.ndarray:
+    if positive not in LABELS:
+        raise ValueError(f"positive must be bonafide or spoof, not {positive!r}")
+    bona = bonafide_mask(labels)
+    return bona if positive == "bonafide" else ~bona
+
+
+def binary_scores(truth, predicted) -> dict:
+    """F1, precision, recall and accuracy of boolean predictions of the positive class.
+
+    An empty denominator gives 0 (sklearn's zero_division=0), never a NaN in a report.
+    """
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
+    tp = int(np.sum(truth & predicted))
+    fp = int(np.sum(~truth & predicted))
+    fn = int(np.sum(truth & ~predicted))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    accuracy = float(np.mean(truth == predicted)) if truth.size else 0.0
+    return {"f1": f1, "precision": precision, "recall": recall, "accuracy": accuracy}
+
+
+def f1_at_threshold(scores, labels, threshold: float, positive: str = "spoof") -> dict:
+    """F1 / precision / recall / accuracy of the decision "score < threshold -> spoof"."""
+    s = _scores(scores)
+    truth = _positive_truth(labels, positive)
+    spoof_pred = s < threshold
+    return binary_scores(truth, spoof_pred if positive == "spoof" else ~spoof_pred)
+
+
+def _threshold_above(value: float, distinct: np.ndarray) -> float:
+    """A threshold t with value < t <= next distinct score: midway, so it transfers to new data."""
+    i = int(np.searchsorted(distinct, value, side="right"))
+    if i == distinct.size:
+        return float(np.nextafter(value, np.inf))
+    mid = (value + distinct[i]) / 2
+    return float(mid if mid > value else distinct[i])
+
+
+def best_f1_threshold(scores, labels, positive: str = "spoof") -> dict:
+    """The F1-optimal threshold (rule "score < threshold -> spoof") and its F1/P/R.
+
+    sklearn's precision_recall_curve evaluates every distinct score at once; for spoof as
+    the positive class it runs on negated scores, whose ">= t" is our "<= score" cut.
+    """
+    s = _scores(scores)
+    truth = _positive_truth(labels, positive)
+    if not truth.any():
+        raise ValueError(f"no {positive} labels: F1 is undefined")
+    sign = -1.0 if positive == "spoof" else 1.0
+    precision, recall, cuts = precision_recall_curve(truth, sign * s)
+    precision, recall = precision[:-1], recall[:-1]
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    i = int(np.argmax(f1))
+    if positive == "spoof":
+        threshold = _threshold_above(-cuts[i], np.unique(s))
+    else:
+        threshold = float(cuts[i])
+    return {"f1": float(f1[i]), "precision": float(precision[i]),
+            "recall": float(recall[i]), "threshold": threshold}
+
+
+# ---- utterance summary ------------------------------------------------------------------
+
+def utterance_metrics(scores, labels, positive: str = "spoof") -> dict:
+    """Every utterance-level number we report, from scores and labels, as plain floats.
+
+    `positive` is the F1 positive class only; EER / DCF / Cllr always treat bona fide as
+    the target, as ASVspoof does.
+    """
+    bona, spf = _split(scores, labels)
+    eer, eer_thr = compute_eer(bona, spf)
+    mindcf, mindcf_thr = min_dcf(bona, spf)
+    actdcf, act_thr = act_dcf(bona, spf)
+    at_eer = f1_at_threshold(scores, labels, eer_thr, positive)
+    best = best_f1_threshold(scores, labels, positive)
+    return {
+        "n_bonafide": int(bona.size), "n_spoof": int(spf.size),
+        "eer": eer, "eer_threshold": eer_thr,
+        "min_dcf": mindcf, "min_dcf_threshold": mindcf_thr,
+        "act_dcf": actdcf, "act_dcf_threshold": act_thr,
+        "cllr": cllr(bona, spf),
+        "f1_at_eer": at_eer["f1"], "precision_at_eer": at_eer["precision"],
+        "recall_at_eer": at_eer["recall"],
+        "best_f1": best["f1"], "best_f1_threshold": best["threshold"],
+    }
+
+
+# ---- segment metrics --------------------------------------------------------------------
+
+def _factor(coarse_s: float, fine_s: float) -> int:
+    """How many fine frames make one coarse frame; resolutions must nest exactly."""
+    ratio = coarse_s / fine_s
+    k = int(round(ratio))
+    if k < 1 or abs(ratio - k) > 1e-6:
+        raise ValueError(f"resolution {coarse_s} s is not a whole multiple of {fine_s} s")
+    return k
+
+
+def _min_pool(x: np.ndarray, k: int) -> np.ndarray:
+    """Minimum over consecutive windows of k frames; a partial last window still counts."""
+    x = np.asarray(x)
+    if k == 1 or x.size == 0:
+        return x.copy()
+    return np.minimum.reduceat(x, np.arange(0, x.size, k))
+
+
+def pool_segment_labels(labels_10ms, resolution_s: float) -> np.ndarray:
+    """10 ms labels (1 = bona fide) at a coarser resolution: any spoof frame makes the window spoof."""
+    labels = np.asarray(labels_10ms, dtype=np.int8).ravel()
+    return _min_pool(labels, _factor(resolution_s, SEGMENT_HOP_S))
+
+
+def rescale_segment_scores(scores, score_resolution_s: float, resolution_s: float) -> np.ndarray:
+    """Scores at the measurement resolution, as PartialSpoof's SegmentEER does.
+
+    Finer scores are min-pooled (the most spoof-like frame speaks for the window); coarser
+    scores are repeated, so one prediction covers each finer window inside it.
+    """
+    s = _scores(scores, "segment scores")
+    if score_resolution_s <= resolution_s:
+        return _min_pool(s, _factor(resolution_s, score_resolution_s))
+    return np.repeat(s, _factor(score_resolution_s, resolution_s))
+
+
+def _pairs(score_arrays, label_arrays) -> list[tuple[str, object, object]]:
+    """(name, scores, labels) per utterance from two aligned sequences or two mappings."""
+    if isinstance(score_arrays, Mapping):
+        if not isinstance(label_arrays, Mapping):
+            raise TypeError("scores given by utt_id need labels given by utt_id")
+        missing = [k for k in score_arrays if k not in label_arrays]
+        if missing:
+            raise ValueError(f"{len(missing)} scored utterance(s) have no labels, e.g. {missing[0]!r}")
+        return [(str(k), v, label_arrays[k]) for k, v in score_arrays.items()]
+    score_arrays, label_arrays = list(score_arrays), list(label_arrays)
+    if len(score_arrays) != len(label_arrays):
+        raise ValueError(f"{len(score_arrays)} score arrays but {len(label_arrays)} label arrays")
+    return [(f"#{i}", s, l) for i, (s, l) in enumerate(zip(score_arrays, label_arrays))]
+
+
+def _aligned(name, scores, labels_10ms, resolution_s, score_resolution_s):
+    """One utterance's scores and labels at the measurement resolution, truncated to match.
+
+    A frame or two of length mismatch is normal (framing); scores much longer than the
+    clip mean a wrong score_resolution_s, which would otherwise yield a silent wrong EER.
+    """
+    labels = np.asarray(labels_10ms).ravel()
+    raw = np.asarray(scores).ravel()
+    implied = math.ceil(round(labels.size * SEGMENT_HOP_S / score_resolution_s, 6))
+    if raw.size > implied + 2:
+        raise ValueError(f"utterance {name}: {raw.size} score frames at {score_resolution_s} s "
+                         f"but its labels cover only {implied}")
+    s = rescale_segment_scores(raw, score_resolution_s, resolution_s)
+    lab = pool_segment_labels(labels, resolution_s)
+    n = min(s.size, lab.size)
+    return s[:n], lab[:n]
+
+
+def segment_eer(score_arrays, label_arrays_10ms, resolution_s: float,
+                score_resolution_s: float | None = None) -> tuple[float, float]:
+    """Point-based segment EER (and threshold) pooled over all segments of all utterances.
+
+    score_arrays / label_arrays_10ms: aligned sequences, or mappings keyed by utt_id.
+    """
+    score_res = resolution_s if score_resolution_s is None else score_resolution_s
+    pooled_s, pooled_l = [], []
+    for name, s, l in _pairs(score_arrays, label_arrays_10ms):
+        s, l = _aligned(name, s, l, resolution_s, score_res)
+        pooled_s.append(s)
+        pooled_l.append(l)
+    s, l = np.concatenate(pooled_s), np.concatenate(pooled_l)
+    return compute_eer(s[l == 1], s[l == 0])
+
+
+def utterance_scores_from_segments(score_arrays):
+    """Utterance score = min over its segments (beat mean/max in the SELCNN-MTL paper).
+
+    A mapping gives a dict by utt_id, a sequence an array in the same order.
+    """
+    def lowest(s, name):
+        s = _scores(s, f"segment scores of {name}")
+        if s.size == 0:
+            raise ValueError(f"utterance {name} has no segment scores")
+        return float(s.min())
+
+    if isinstance(score_arrays, Mapping):
+        return {k: lowest(v, k) for k, v in score_arrays.items()}
+    return np.array([lowest(s, f"#{i}") for i, s in enumerate(score_arrays)])
+
+
+def _utterance_label(labels) -> bool:
+    """Is the utterance bona fide: a label string, or 10 ms labels with no spoof frame."""
+    if isinstance(labels, str):
+        return bool(bonafide_mask([labels])[0])
+    return bool(bonafide_mask(labels).all())
+
+
+def utterance_eer_from_segments(score_arrays, labels) -> tuple[float, float]:
+    """Utterance EER from min-pooled segment scores; labels: strings or 10 ms label arrays."""
+    pairs = _pairs(score_arrays, labels)
+    utt = utterance_scores_from_segments([s for _, s, _ in pairs])
+    bona = np.array([_utterance_label(l) for _, _, l in pairs])
+    return compute_eer(utt[bona], utt[~bona])
+
+
+# ---- ASVspoof 5 score / key files -------------------------------------------------------
+
+_ALIASES = {"trial_anon": "filename", "cm_label": "cm-label"}
+
+
+def _fail(path, problem: str, row: int | None = None):
+    where = f"{path}" if row is None else f"{path} row {row}"
+    raise ManifestError(f"{where}: {problem}")
+
+
+def _read_tsv(path, column: str) -> pd.DataFrame:
+    """A headed TSV as strings, with a unique non-empty `filename` and the given column."""
+    path = Path(path)
+    if not path.is_file():
+        _fail(path, "file not found")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        _fail(path, f"malformed TSV ({str(err).splitlines()[0]})")
+    df = df.rename(columns={k: v for k, v in _ALIASES.items() if v not in df.columns})
+    missing = [c for c in ("filename", column) if c not in df.columns]
+    if missing:
+        _fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+    names = df["filename"]  # matched exactly, as the official package does
+    for bad, problem in ((names == "", "empty filename"), (names.duplicated(), "duplicate filename")):
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            _fail(path, f"{problem} '{names.iloc[i]}'", row=i + 1)
+    return df
+
+
+def _first_bad(path, df, bad, column: str, expected: str):
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        _fail(path, f"{df['filename'].iloc[i]}: bad {column} '{df[column].iloc[i]}' ({expected})", row=i + 1)
+
+
+def _refuse_unmatched(path, names: pd.Series, unmatched: np.ndarray, problem: str):
+    if unmatched.any():
+        _fail(path, f"{int(unmatched.sum())} filename(s) {problem}, e.g. '{names[unmatched].iloc[0]}'")
+
+
+def evaluate_files(scores_tsv, keys_tsv) -> dict:
+    """eer, min_dcf, act_dcf, cllr (fractions) from ASVspoof 5 score and key TSV files.
+
+    Every malformed input raises a one-line ManifestError naming the file and row/filename,
+    because a metric quietly computed on a partial join is worse than no metric.
+    """
+    scores_df, keys_df = _read_tsv(scores_tsv, "cm-score"), _read_tsv(keys_tsv, "cm-label")
+    values = pd.to_numeric(scores_df["cm-score"], errors="coerce").to_numpy(dtype=float)
+    _first_bad(scores_tsv, scores_df, ~np.isfinite(values), "cm-score", "expected a finite number")
+    labels = keys_df["cm-label"]
+    if not labels.isin(LABELS).all():  # strip only when needed: it costs seconds on 1e6 rows
+        labels = labels.str.strip()
+    _first_bad(keys_tsv, keys_df, ~labels.isin(LABELS), "cm-label", "expected bonafide or spoof")
+    scored, keyed = scores_df["filename"], keys_df["filename"]
+    key_of_score = pd.Index(keyed).get_indexer(scored)
+    _refuse_unmatched(scores_tsv, keyed, pd.Index(scored).get_indexer(keyed) < 0,
+                      f"of {keys_tsv} have no score")
+    _refuse_unmatched(scores_tsv, scored, key_of_score < 0, f"have a score but no key in {keys_tsv}")
+    is_bona = (labels == "bonafide").to_numpy()[key_of_score]
+    if is_bona.all() or not is_bona.any():
+        _fail(keys_tsv, "needs both bonafide and spoof trials")
+    m = utterance_metrics(values, is_bona.astype(np.int8))
+    return {k: m[k] for k in ("eer", "min_dcf", "act_dcf", "cllr")}
