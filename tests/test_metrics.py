@@ -210,6 +210,11 @@ def test_best_f1_threshold_matches_oracle_and_reproduces_itself():
     assert again["f1"] == pytest.approx(flipped["f1"], abs=1e-12)
 
 
+def test_f1_refuses_mismatched_lengths():
+    with pytest.raises(ValueError, match="2 scores but 3 labels"):
+        M.f1_at_threshold([0.1, 0.2], ["spoof"] * 3, 0.5)
+
+
 def test_best_f1_threshold_lies_between_the_classes_when_separable():
     best = M.best_f1_threshold([0.0, 1.0, 3.0, 4.0], ["spoof", "spoof", "bonafide", "bonafide"])
     assert best["f1"] == 1.0 and 1.0 < best["threshold"] <= 3.0

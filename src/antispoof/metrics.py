@@ -29,7 +29,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_curve
 
 from antispoof.data.manifest import LABELS, SEGMENT_HOP_S, ManifestError
 
@@ -151,11 +150,14 @@ def cllr(bonafide_scores, spoof_scores) -> float:
 
 # ---- F1 ---------------------------------------------------------------------------------
 
-def _positive_truth(labels, positive: str) -> np.ndarray:
+def _scores_truth(scores, labels, positive: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and "is the positive class", refusing mismatched lengths (no broadcasting)."""
     if positive not in LABELS:
         raise ValueError(f"positive must be bonafide or spoof, not {positive!r}")
-    bona = bonafide_mask(labels)
-    return bona if positive == "bonafide" else ~bona
+    s, bona = _scores(scores), bonafide_mask(labels)
+    if s.shape != bona.shape:
+        raise ValueError(f"{s.size} scores but {bona.size} labels")
+    return s, (bona if positive == "bonafide" else ~bona)
 
 
 def binary_scores(truth, predicted) -> dict:
@@ -176,8 +178,7 @@ def binary_scores(truth, predicted) -> dict:
 
 def f1_at_threshold(scores, labels, threshold: float, positive: str = "spoof") -> dict:
     """F1 / precision / recall / accuracy of the decision "score < threshold -> spoof"."""
-    s = _scores(scores)
-    truth = _positive_truth(labels, positive)
+    s, truth = _scores_truth(scores, labels, positive)
     spoof_pred = s < threshold
     return binary_scores(truth, spoof_pred if positive == "spoof" else ~spoof_pred)
 
@@ -197,8 +198,9 @@ def best_f1_threshold(scores, labels, positive: str = "spoof") -> dict:
     sklearn's precision_recall_curve evaluates every distinct score at once; for spoof as
     the positive class it runs on negated scores, whose ">= t" is our "<= score" cut.
     """
-    s = _scores(scores)
-    truth = _positive_truth(labels, positive)
+    from sklearn.metrics import precision_recall_curve  # here: importing sklearn costs ~1 s
+
+    s, truth = _scores_truth(scores, labels, positive)
     if not truth.any():
         raise ValueError(f"no {positive} labels: F1 is undefined")
     sign = -1.0 if positive == "spoof" else 1.0
@@ -422,5 +424,6 @@ def evaluate_files(scores_tsv, keys_tsv) -> dict:
     is_bona = (labels == "bonafide").to_numpy()[key_of_score]
     if is_bona.all() or not is_bona.any():
         _fail(keys_tsv, "needs both bonafide and spoof trials")
-    m = utterance_metrics(values, is_bona.astype(np.int8))
-    return {k: m[k] for k in ("eer", "min_dcf", "act_dcf", "cllr")}
+    bona, spoof = values[is_bona], values[~is_bona]
+    return {"eer": compute_eer(bona, spoof)[0], "min_dcf": min_dcf(bona, spoof)[0],
+            "act_dcf": act_dcf(bona, spoof)[0], "cllr": cllr(bona, spoof)}

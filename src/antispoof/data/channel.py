@@ -3,7 +3,8 @@
 Real recordings carry traces of their channel (telephone band, Ogg, G.722) that synthetic
 speech lacks; a detector trained on raw sources learns the channel instead of the spoof.
 Every clip therefore goes through: background noise at a random SNR -> band limit (telephone
-8 kHz resampling or a random low-pass) -> a lossy codec -> a random level. The codec output
+8 kHz resampling or a random band-pass, which also removes DC offsets) -> an optional soft
+limiter -> a lossy codec -> a random level. The codec output
 is re-aligned to its input, so the 10 ms segment labels stay exact.
 """
 from __future__ import annotations
@@ -39,11 +40,13 @@ class ChannelSpec:
     """Everything random about one clip's channel, fixed at planning time (so it is reproducible)."""
 
     narrowband: bool
+    highpass_hz: float
     cutoff_hz: float
     codec: str
     kbps: int
     noise: str
     snr_db: float
+    limiter_percentile: float  # soft-limit peaks above this percentile of |x|; 100 = off
     level_db: float
     seed: int
 
@@ -56,11 +59,13 @@ def draw_channel(rng: np.random.Generator, narrowband: bool, cfg) -> ChannelSpec
     codecs = NARROWBAND_CODECS if narrowband else WIDEBAND_CODECS
     return ChannelSpec(
         narrowband=narrowband,
+        highpass_hz=float(rng.uniform(250, 350) if narrowband else rng.uniform(cfg.highpass_min_hz, cfg.highpass_max_hz)),
         cutoff_hz=float(rng.uniform(3300, 3800) if narrowband else rng.uniform(cfg.cutoff_min_hz, cfg.cutoff_max_hz)),
         codec=str(codecs[rng.integers(len(codecs))]),
         kbps=int(rng.choice([16, 24, 32, 48])),
         noise=str(NOISE_KINDS[rng.integers(len(NOISE_KINDS))]),
         snr_db=float(rng.uniform(cfg.snr_min_db, cfg.snr_max_db)),
+        limiter_percentile=float(rng.uniform(99.0, 99.9) if rng.random() < cfg.limiter_prob else 100.0),
         level_db=float(rng.uniform(cfg.level_min_db, cfg.level_max_db)),
         seed=int(rng.integers(2**31)),
     )
@@ -93,9 +98,18 @@ def _music_bed(n: int, beds: list[str], rng: np.random.Generator) -> np.ndarray:
     return bed[start: start + n]
 
 
-def low_pass(wave: np.ndarray, cutoff_hz: float, sr: int = SR) -> np.ndarray:
-    sos = butter(8, cutoff_hz, btype="low", fs=sr, output="sos")
+def band_pass(wave: np.ndarray, low_hz: float, high_hz: float, sr: int = SR) -> np.ndarray:
+    """Zero-phase band limit (no delay, so labels stay aligned); also removes any DC offset."""
+    sos = butter(8, [low_hz, high_hz], btype="band", fs=sr, output="sos")
     return sosfiltfilt(sos, wave).astype(np.float32)
+
+
+def soft_limit(wave: np.ndarray, percentile: float) -> np.ndarray:
+    """tanh limiter above a percentile of |x|: evens out crest factors, as broadcast chains do."""
+    if percentile >= 100:
+        return wave
+    knee = max(float(np.percentile(np.abs(wave), percentile)), 1e-6)
+    return (knee * np.tanh(wave / knee)).astype(np.float32)
 
 
 def align_to(out: np.ndarray, ref: np.ndarray, max_lag: int = 2400) -> np.ndarray:
@@ -159,6 +173,7 @@ def apply_channel(wave: np.ndarray, spec: ChannelSpec, noise_beds: list[str]) ->
     x = add_noise(wave, noise, spec.snr_db)
     if spec.narrowband:
         x = np.resize(resample(resample(x, SR, 8000), 8000, SR), len(wave))
-    x = low_pass(x, spec.cutoff_hz)
+    x = band_pass(x, spec.highpass_hz, spec.cutoff_hz)
+    x = soft_limit(x, spec.limiter_percentile)
     x = codec_roundtrip(x, spec.codec, spec.kbps)
     return set_level(x, spec.level_db)

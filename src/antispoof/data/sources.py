@@ -1,7 +1,7 @@
 """Bona fide recordings shipped in Debian packages, with their texts, languages and speakers.
 
-`make setup` extracts the data-only packages under `.deps/debian` (dpkg -x) and installs the
-synthesizers system-wide; each corpus is looked up under every root in turn, so a system-wide
+`make setup` (scripts/install_debian.sh) extracts the data-only packages under `.deps/debian`
+(dpkg -x) and installs the synthesizers system-wide; each corpus is looked up under every root in turn, so a system-wide
 install of the same package works as well.
 """
 from __future__ import annotations
@@ -12,14 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
-
-# Data-only packages extracted by `make setup` (no root needed) and their licences.
-DATA_PACKAGES = (
-    "tuxpaint-stamps-default",
-    *(f"asterisk-core-sounds-{lang}{kind}" for lang in ("en", "es", "fr", "it", "ru") for kind in ("", "-g722")),
-    "ktuberling-data",
-    "asterisk-moh-opsound-wav",
-)
 
 LICENCES = {
     "tuxpaint": "GPL-2.0 (Tux Paint stamps, tuxpaint-stamps-default)",

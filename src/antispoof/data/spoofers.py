@@ -11,6 +11,7 @@ import importlib.resources
 import io
 import json
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -91,10 +92,12 @@ class TTS:
             return _wav_file(out, what)
 
     def _festival(self, text, language, speed, rng, what):
-        encoding = "latin-1" if self.voice in ("lp_diphone",) else "utf-8"
+        # Festival's front ends stop at quotes, brackets and dashes they do not know; plain
+        # letters and sentence punctuation are what every voice reads.
+        text = re.sub(r"[^\w\s.,!?'-]+", " ", text).strip(" .,!?'-")
         with tempfile.TemporaryDirectory() as tmp:
             src, out = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
-            src.write_bytes(text.encode(encoding, errors="replace"))
+            src.write_bytes(text.encode("utf-8"))
             _run(["text2wave", "-eval", f"(voice_{self.voice})",
                   "-eval", f"(Parameter.set 'Duration_Stretch {1 / speed:.3f})", "-o", str(out), str(src)], what)
             return _wav_file(out, what)
@@ -271,7 +274,7 @@ def check_tools() -> list[str]:
     """Names of missing external programs (the builder refuses to start without them)."""
     from shutil import which
 
-    return [tool for tool in ("espeak-ng", "flite", "text2wave", "c2enc", "c2dec", "ffmpeg") if which(tool) is None]
+    return [tool for tool in ("espeak-ng", "flite", "text2wave", "c2enc", "c2dec") if which(tool) is None]
 
 
 __all__ = ["TTS_SYSTEMS", "VOCODERS", "ATTACKS", "SynthesisError", "AudioError", "check_tools"]

@@ -1,0 +1,46 @@
+# antispoof: every target runs inside .venv, which `make setup` creates (and other targets trigger).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= mini
+K      ?= 5
+DATASET = data/spoofbench-$(DATA)
+STAMP  := $(VENV)/.setup-done
+
+.PHONY: setup data folds probe demo test clean-data
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml scripts/install_debian.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	bash scripts/install_debian.sh
+	touch $(STAMP)
+
+## make data DATA=mini|full: build SpoofBench under data/spoofbench-<DATA> (resumable)
+data: $(STAMP)
+	$(BIN)/antispoof data --preset $(DATA)
+
+## make folds DATA=mini K=5: folds/spoofbench-<DATA>/folds.csv
+folds: $(STAMP)
+	$(BIN)/antispoof folds --data $(DATASET) --k $(K)
+
+## make probe DATA=mini: the shortcut probe as a baseline submission, scored on the hidden test
+probe: $(STAMP)
+	$(BIN)/antispoof probe --data $(DATASET) --submission submissions/probe_$(DATA).csv
+	$(BIN)/antispoof score submissions/probe_$(DATA).csv --data $(DATASET)
+
+## make demo: mini benchmark, folds, data card, metrics check
+demo: $(STAMP)
+	$(MAKE) data DATA=mini
+	$(MAKE) folds DATA=mini
+	$(BIN)/antispoof card --data data/spoofbench-mini
+	$(MAKE) probe DATA=mini
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-data:
+	rm -rf data/spoofbench-* folds/spoofbench-*
