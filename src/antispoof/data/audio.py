@@ -31,14 +31,14 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int = SR) -> np.ndarray:
     return resample_poly(wave, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
-def pyav_decode(path: str | Path, container: str | None = None, sr: int = SR) -> np.ndarray:
-    """Decode any FFmpeg-readable file to mono float32 at `sr` (G.722 prompts, Opus, MP3, ...)."""
+def pyav_decode(path, container: str | None = None, sr: int = SR) -> np.ndarray:
+    """Decode an FFmpeg-readable file (path or in-memory file object) to mono float32 at `sr`."""
     import av
 
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
     chunks = []
     try:
-        with av.open(str(path), "r", format=container) as inp:
+        with av.open(path if hasattr(path, "read") else str(path), "r", format=container) as inp:
             for frame in inp.decode(audio=0):
                 chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
         chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))

@@ -17,6 +17,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS, SynthesisError, check
 from antispoof.utils import rng_for, stable_seed, write_csv_atomic, write_json_atomic, write_text_atomic
 
 FRAME = int(SR * SEGMENT_HOP_S)
+# Bump when rendering changes what a plan produces: finished work of older builds is then redone.
+BUILDER_VERSION = 2
 
 
 # ---- plan ----------------------------------------------------------------------------------
@@ -249,8 +252,11 @@ class _Renderer:
             waves.append(wave)
             masks.append(np.full(len(wave), piece.attack != "bonafide"))
             total += len(wave)
+        # Pieces past the length limit were dropped: the clip's label follows what is left.
         plan.pieces = plan.pieces[: (len(waves) + 1) // 2]
-        return np.concatenate(waves), np.concatenate(masks)
+        mask = np.concatenate(masks)
+        plan.label = "spoof" if mask.any() else "bonafide"
+        return np.concatenate(waves), mask
 
     def render(self, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
         """Waveform after the channel and a per-sample spoof mask."""
@@ -281,7 +287,7 @@ def _row(plan: ClipPlan, duration: float) -> dict:
         "utt_id": plan.utt_id, "path": f"audio/{plan.utt_id}.flac", "duration": round(duration, 4),
         "label": plan.label, "split": plan.split, "kind": plan.kind,
         "attack": "+".join(plan.attacks) or "bonafide", "language": "+".join(languages),
-        "speaker": first.speaker, "group": plan.group, "source": first.corpus,
+        "speaker": plan.group, "group": plan.group, "source": first.corpus,
         "spoof_share": None, "channel": plan.channel["codec"] + ("/nb" if plan.channel["narrowband"] else "/wb"),
     }
 
@@ -318,12 +324,16 @@ def _render_family(args: tuple[int, list[ClipPlan], str]) -> tuple[int, list[dic
 
 def _plan_hash(cfg: DictConfig) -> str:
     keys = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("probe", "out_dir")}
+    keys["builder_version"] = BUILDER_VERSION
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], workers: int | None) -> tuple[list, list, dict]:
     """Render every family not yet done (resume), in parallel, with a progress bar."""
     done_dir = out_dir / ".work" / _plan_hash(cfg)
+    for stale in (out_dir / ".work").glob("*"):
+        if stale != done_dir:  # records of another configuration or builder version
+            shutil.rmtree(stale)
     done_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "audio").mkdir(exist_ok=True)
     todo = [(i, fam, str(done_dir)) for i, fam in enumerate(families) if not (done_dir / f"{i:06d}.json").exists()]
@@ -352,6 +362,8 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
 
 def write_dataset(rows: list[dict], segments: dict, out_dir: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows).sort_values("utt_id").reset_index(drop=True)
+    for orphan in set((out_dir / "audio").glob("*.flac")) - {out_dir / p for p in table["path"]}:
+        orphan.unlink()  # left by an earlier build with another configuration
     meta = ["attack", "kind", "language", "speaker", "group", "source", "spoof_share", "channel"]
     train = table[table.split == "train"]
     test = table[table.split == "test"]

@@ -43,7 +43,7 @@ def write_card(out_dir: Path, cfg: DictConfig, table: pd.DataFrame, skipped: lis
                       f"statistics it leans on most: {', '.join(probe['features'])}")
     text = f"""# {cfg.name}
 
-SpoofBench, built offline by `antispoof data` (seed {cfg.seed}) in {build_seconds:.0f} s from
+SpoofBench, built offline by `antispoof data` (seed {cfg.seed}; the last run took {build_seconds:.0f} s) from
 {n_recordings} de-duplicated bona fide recordings found in Debian packages.
 Labels: `bonafide` / `spoof`; segment labels at 10 ms in `train_segments.npz` and (hidden)
 `solution_segments.npz`, 1 = bona fide, 0 = spoof. Submissions: `utt_id,label` with 1 = spoof
@@ -93,6 +93,11 @@ silence ratio, noise floor, ...): {probe_text}.
 
 ## Counts by language
 {_markdown(count_table(table, "language"))}
+
+<details><summary>Counts by split x class x attack x language</summary>
+
+{_markdown(table.groupby(["split", "label", "attack", "language"]).size().rename("clips").to_frame())}
+</details>
 
 ## Left out while building ({len(skipped)})
 {chr(10).join(f"- {s}" for s in skipped[:50]) or "none"}

@@ -17,7 +17,7 @@ import av
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfiltfilt
 
-from antispoof.data.audio import SR, AudioError, read_audio, resample, rms_db, set_level
+from antispoof.data.audio import SR, AudioError, pyav_decode, read_audio, resample, rms_db, set_level
 
 # codec name -> (sample rate it runs at, PyAV encoder, container); all in-process via PyAV.
 CODECS = {
@@ -143,24 +143,14 @@ def _encode(x: np.ndarray, rate: int, encoder: str, container: str, kbps: int) -
     return buf.getvalue()
 
 
-def _decode(data: bytes, rate: int) -> np.ndarray:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    chunks = []
-    with av.open(io.BytesIO(data), "r") as inp:
-        for frame in inp.decode(audio=0):
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-    chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-
-
 def codec_roundtrip(wave: np.ndarray, codec: str, kbps: int = 32) -> np.ndarray:
     """Encode and decode in memory at the codec's own rate, then re-align to the input."""
     rate, encoder, container = CODECS[codec]
     if encoder is None:
         return wave
     try:
-        decoded = _decode(_encode(resample(wave, SR, rate), rate, encoder, container, kbps), rate)
-    except av.error.FFmpegError as err:
+        decoded = pyav_decode(io.BytesIO(_encode(resample(wave, SR, rate), rate, encoder, container, kbps)), sr=rate)
+    except (av.error.FFmpegError, AudioError) as err:
         raise AudioError(f"codec {codec}: {err}") from None
     return align_to(resample(decoded, rate, SR), wave)
 
