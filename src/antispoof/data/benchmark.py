@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from antispoof.data import sources as src
 from antispoof.data.audio import SR, AudioError, read_audio, set_level, trim_silence, write_audio
-from antispoof.data.channel import apply_channel, draw_channel
+from antispoof.data.channel import ChannelSpec, apply_channel, draw_channel
 from antispoof.data.manifest import SEGMENT_HOP_S, save_segments
 from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS, SynthesisError, check_tools
 from antispoof.utils import rng_for, stable_seed, write_csv_atomic, write_json_atomic, write_text_atomic
@@ -206,6 +206,10 @@ class _Renderer:
             self._sources[clip.clip_id] = set_level(wave, -26.0)
         return self._sources[clip.clip_id]
 
+    def forget_sources(self) -> None:
+        """Families never share recordings, so the cache only needs to live for one family."""
+        self._sources.clear()
+
     def piece(self, piece: Piece, key: str) -> np.ndarray:
         rng = rng_for(self.cfg.seed, "piece", key, piece.source.clip_id, piece.attack)
         if piece.attack == "bonafide":
@@ -233,7 +237,7 @@ class _Renderer:
         fade = int(c.crossfade_ms * SR / 1000)
         weight = spoof.astype(np.float32)
         if fade > 1:
-            weight = np.clip(np.convolve(weight, np.ones(fade) / fade, mode="same") * 1.0, 0, 1)
+            weight = np.clip(np.convolve(weight, np.ones(fade) / fade, mode="same"), 0, 1)
             weight = np.maximum(weight, spoof)
         wave = (1 - weight) * base + weight * fake
         return wave.astype(np.float32), weight > 0
@@ -267,8 +271,6 @@ class _Renderer:
         else:
             wave = self.piece(plan.pieces[0], plan.utt_id)
             mask = np.full(len(wave), plan.kind != "bonafide")
-        from antispoof.data.channel import ChannelSpec
-
         return apply_channel(wave, ChannelSpec(**plan.channel), self.beds), mask
 
 
@@ -280,7 +282,7 @@ def segment_labels(spoof_mask: np.ndarray) -> np.ndarray:
     return (~padded.reshape(n, FRAME).any(axis=1)).astype(np.int8)
 
 
-def _row(plan: ClipPlan, duration: float) -> dict:
+def _row(plan: ClipPlan, duration: float, segments: np.ndarray) -> dict:
     first = plan.pieces[0].source
     languages = sorted({p.source.language for p in plan.pieces})
     return {
@@ -288,7 +290,7 @@ def _row(plan: ClipPlan, duration: float) -> dict:
         "label": plan.label, "split": plan.split, "kind": plan.kind,
         "attack": "+".join(plan.attacks) or "bonafide", "language": "+".join(languages),
         "speaker": plan.group, "group": plan.group, "source": first.corpus,
-        "spoof_share": None, "channel": plan.channel["codec"] + ("/nb" if plan.channel["narrowband"] else "/wb"),
+        "spoof_share": round(float(1 - segments.mean()), 4), "channel": plan.channel["codec"] + ("/nb" if plan.channel["narrowband"] else "/wb"),
     }
 
 
@@ -314,11 +316,9 @@ def _render_family(args: tuple[int, list[ClipPlan], str]) -> tuple[int, list[dic
         write_audio(_WORKER.audio_dir / f"{plan.utt_id}.flac", wave)
         seg = segment_labels(mask)
         segments[plan.utt_id] = seg.tolist()
-        row = _row(plan, len(wave) / SR)
-        row["spoof_share"] = round(float(1 - seg.mean()), 4)
-        rows.append(row)
+        rows.append(_row(plan, len(wave) / SR, seg))
     write_json_atomic(Path(done_dir) / f"{index:06d}.json", {"rows": rows, "skipped": skipped, "segments": segments})
-    _WORKER._sources.clear()
+    _WORKER.forget_sources()
     return index, rows, skipped
 
 
