@@ -5,9 +5,12 @@ BIN    := $(VENV)/bin
 DATA   ?= mini
 K      ?= 5
 DATASET = data/spoofbench-$(DATA)
+MODEL  ?= selcnn_segbw
+FOLD   ?= 0
+ARGS   ?=
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup data folds probe demo test clean-data
+.PHONY: setup data folds probe train train-all demo test clean-data
 
 setup: $(STAMP)
 
@@ -26,6 +29,14 @@ data: $(STAMP)
 ## make folds DATA=mini K=5: folds/spoofbench-<DATA>/folds.csv
 folds: $(STAMP)
 	$(BIN)/antispoof folds --data $(DATASET) --k $(K)
+
+## make train FOLD=0 [MODEL=selcnn_segbw DATA=mini ARGS="trainer.max_epochs=5"]: one fold (resumes)
+train: $(STAMP)
+	$(BIN)/antispoof train --model $(MODEL) --data $(DATA) --fold $(FOLD) $(ARGS)
+
+## make train-all MODEL=...: every fold in turn
+train-all: $(STAMP)
+	$(BIN)/antispoof train --model $(MODEL) --data $(DATA) --all-folds $(ARGS)
 
 ## make probe DATA=mini: the shortcut probe as a baseline submission, scored on the hidden test
 probe: $(STAMP)

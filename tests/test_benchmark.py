@@ -9,26 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from omegaconf import OmegaConf
 
 from antispoof.config import load_config
 from antispoof.data import sources as src
 from antispoof.data.benchmark import build_benchmark, make_plan, segment_labels
 from antispoof.data.manifest import load_segments, load_split, n_segments
-
-TINY = ["max_sources=28", "probe.folds=3", "name=spoofbench-tiny", "per_source.tts=1.0",
-        "per_source.vocoder=0.5", "per_source.partial=0.6", "concat.share=0.25"]
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "spoofbench-tiny"
-    return load_config("configs/data/spoofbench_mini.yaml", [*TINY, f"out_dir={out}"])
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_cfg):
-    return build_benchmark(tiny_cfg, workers=2)
 
 
 def test_sources_cover_every_corpus_with_texts():
@@ -88,7 +73,7 @@ def test_build_is_deterministic_and_resumes(tiny, tiny_cfg, capsys):
     for r in rows:
         (tiny / r["path"]).unlink()
     capsys.readouterr()
-    build_benchmark(OmegaConf.merge(tiny_cfg, {"probe": {"enabled": False}}), workers=1)
+    build_benchmark(tiny_cfg, workers=1)
     out = capsys.readouterr().out
     families = len(list(work.glob("*.json")))
     assert f"resuming: {families - 1} of {families} families already rendered" in out

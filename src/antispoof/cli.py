@@ -50,6 +50,15 @@ def _cmd_score(args):
     print(json.dumps(score_submission(args.submission, args.data), indent=2))
 
 
+def _cmd_train(args):
+    from antispoof.train import experiment_config, train_fold
+
+    cfg = experiment_config(args.model, args.data, args.overrides)
+    folds = range(cfg.data.folds) if args.all_folds else [args.fold]
+    for fold in folds:
+        print(f"{cfg.experiment}: fold {fold} -> {train_fold(cfg, fold, force=args.force)}")
+
+
 def _cmd_import(args):
     from antispoof.data import importers
 
@@ -104,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission")
     p.add_argument("--data", required=True)
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("train", help="train a detector on one fold (or all) and write its predictions")
+    p.add_argument("--model", default="selcnn_segbw", help="configs/model/<MODEL>.yaml")
+    p.add_argument("--data", default=None, help="mini, full or a data set folder (default: the config's)")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--all-folds", action="store_true", help="train every fold in turn")
+    p.add_argument("--force", action="store_true", help="retrain a fold that is already complete")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=5 model.reduction=4")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("import", help="import a corpus into the manifest layout")
     p.add_argument("format", choices=["partialspoof", "asvspoof2019", "csv"])

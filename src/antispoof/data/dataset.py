@@ -1,0 +1,130 @@
+"""Training-time data: clips with their labels, length-grouped batches, padding collate.
+
+Waveforms are read on the CPU workers and padded into one tensor; features (LFCC, log-mel)
+are computed later on the device where the batch lives.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from antispoof.data.audio import SR, resample
+from antispoof.data.manifest import SEGMENT_HOP_S, constant_segments
+from antispoof.utils import rng_for
+
+FRAME = int(SR * SEGMENT_HOP_S)
+UNKNOWN = -1  # label / segment value when the truth is hidden (test split) or padding
+
+
+class ClipDataset(Dataset):
+    """Clips of a manifest: waveform, utterance label (1 bona fide, 0 spoof, -1 unknown), 10 ms labels.
+
+    `crop_s` takes a random window of at most that length (aligned to 10 ms so the segment
+    labels stay exact); the window depends only on (seed, epoch, clip), so a fixed seed
+    gives the same batches on any number of workers.
+    """
+
+    def __init__(self, table: pd.DataFrame, segments: dict[str, np.ndarray] | None = None,
+                 crop_s: float | None = None, seed: int = 0):
+        self.table = table.reset_index(drop=True)
+        self.segments = segments or {}
+        self.crop = int(crop_s * SR) // FRAME * FRAME if crop_s else None
+        self.seed, self.epoch = seed, 0
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _labels(self, row) -> tuple[int, np.ndarray]:
+        label = getattr(row, "label", None)
+        if label not in ("bonafide", "spoof"):
+            return UNKNOWN, np.full(math.ceil(row.duration / SEGMENT_HOP_S), UNKNOWN, np.int64)
+        seg = self.segments.get(row.utt_id)
+        seg = constant_segments(label, row.duration) if seg is None else seg
+        return int(label == "bonafide"), np.asarray(seg, np.int64)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.table.iloc[index]
+        wave, sr = sf.read(row.audio, dtype="float32", always_2d=True)
+        wave = resample(wave.mean(axis=1), sr, SR)
+        label, seg = self._labels(row)
+        if self.crop and len(wave) > self.crop:
+            rng = rng_for(self.seed, self.epoch, row.utt_id, "crop")
+            start = int(rng.integers(0, (len(wave) - self.crop) // FRAME + 1)) * FRAME
+            wave = wave[start: start + self.crop]
+            seg = seg[start // FRAME: (start + self.crop) // FRAME]
+        return {"utt_id": row.utt_id, "wave": torch.from_numpy(np.ascontiguousarray(wave)),
+                "label": label, "seg": torch.from_numpy(seg)}
+
+
+def collate(items: list[dict]) -> dict:
+    """Zero-pad waveforms and -1-pad segment labels; keep the true lengths."""
+    lengths = torch.tensor([len(it["wave"]) for it in items])
+    seg_lengths = torch.tensor([len(it["seg"]) for it in items])
+    wave = torch.zeros(len(items), int(lengths.max()))
+    seg = torch.full((len(items), int(seg_lengths.max())), UNKNOWN, dtype=torch.long)
+    for i, it in enumerate(items):
+        wave[i, : lengths[i]] = it["wave"]
+        seg[i, : seg_lengths[i]] = it["seg"]
+    return {"utt_id": [it["utt_id"] for it in items], "wave": wave, "lengths": lengths,
+            "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths}
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Batches of clips of similar length, so padding wastes little compute.
+
+    Shuffles, sorts within pools of `pool_batches` batches by duration, cuts batches of at
+    most `batch_size` clips and `max_batch_s` seconds of padded audio, then shuffles the
+    batches. Under DDP each rank takes every world_size-th batch (the last few are dropped
+    so every rank sees the same number of steps).
+    """
+
+    def __init__(self, durations, batch_size: int, max_batch_s: float | None = None, shuffle: bool = True,
+                 seed: int = 0, pool_batches: int = 50, num_replicas: int | None = None, rank: int | None = None):
+        self.durations = np.asarray(durations, dtype=float)
+        self.batch_size, self.max_batch_s = batch_size, max_batch_s
+        self.shuffle, self.seed, self.pool = shuffle, seed, pool_batches * batch_size
+        if num_replicas is None:
+            dist = torch.distributed
+            ready = dist.is_available() and dist.is_initialized()
+            num_replicas, rank = (dist.get_world_size(), dist.get_rank()) if ready else (1, 0)
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank or 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        rng = rng_for(self.seed, self.epoch, "batches")
+        order = rng.permutation(len(self.durations)) if self.shuffle else np.arange(len(self.durations))
+        batches = []
+        for start in range(0, len(order), self.pool):
+            pool = order[start: start + self.pool]
+            pool = pool[np.argsort(self.durations[pool], kind="stable")]
+            batch: list[int] = []
+            for index in pool:
+                # The pool is sorted, so this clip is the longest: it sets the padded length.
+                too_long = self.max_batch_s and batch and self.durations[index] * (len(batch) + 1) > self.max_batch_s
+                if len(batch) == self.batch_size or too_long:
+                    batches.append(batch)
+                    batch = []
+                batch.append(int(index))
+            if batch:
+                batches.append(batch)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        usable = len(batches) - len(batches) % self.num_replicas if self.num_replicas > 1 else len(batches)
+        return batches[self.rank: usable: self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())

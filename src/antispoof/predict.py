@@ -1,0 +1,88 @@
+"""Prediction tables and fold metrics: the contract every detector family fulfils.
+
+A prediction table is keyed by utt_id with, per clip:
+  score            the detector's utterance score (its paper's rule), higher = more bona fide
+  score_utt        the utterance branch's own score (NaN when the model has none)
+  score_seg_min    the minimum of the segment scores (a spoofed segment spoils the clip)
+  seg_scores       segment scores, one per `seg_hop_s` seconds
+  seg_hop_s        their resolution
+  label            bonafide / spoof when known
+The ensemble only ever reads these tables.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from antispoof.metrics import f1_at_threshold, segment_eer, utterance_metrics
+from antispoof.utils import atomic_path
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type == "cuda" and precision.startswith(("bf16", "16")):
+        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_table(model: torch.nn.Module, loader, device: torch.device, precision: str = "32-true") -> pd.DataFrame:
+    """Run a detector over a loader; returns the prediction table (rows in loader order)."""
+    model.eval().to(device)
+    hop = getattr(model, "segment_hop_s", 0.16)
+    rows = []
+    for batch in loader:
+        with _autocast(device, precision):
+            out = model(batch["wave"].to(device), batch["lengths"].to(device))
+        utt = out["utt_score"].float().cpu().numpy()
+        utt_branch = out.get("utt_cos")
+        utt_branch = utt_branch[:, 0].float().cpu().numpy() if utt_branch is not None else np.full(len(utt), np.nan)
+        seg = out["seg_scores"].float().cpu().numpy()
+        seg_len = out["seg_lengths"].cpu().numpy()
+        for i, utt_id in enumerate(batch["utt_id"]):
+            scores = seg[i, : seg_len[i]].astype(np.float32)
+            label = int(batch["label"][i])
+            rows.append({"utt_id": utt_id, "score": float(utt[i]), "score_utt": float(utt_branch[i]),
+                         "score_seg_min": float(scores.min()) if len(scores) else np.nan,
+                         "seg_scores": scores, "seg_hop_s": hop,
+                         "label": {1: "bonafide", 0: "spoof"}.get(label)})
+    return pd.DataFrame(rows)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def table_metrics(table: pd.DataFrame, segments: dict[str, np.ndarray]) -> dict:
+    """Utterance EER/minDCF/actDCF/Cllr/F1 of `score`, and the segment EER at the model's resolution."""
+    known = table[table["label"].notna()]
+    if known.empty or known["label"].nunique() < 2:
+        return {}
+    m = utterance_metrics(known["score"].to_numpy(), known["label"].to_numpy())
+    result = {k: m[k] for k in ("eer", "eer_threshold", "min_dcf", "act_dcf", "cllr", "best_f1")}
+    result["f1_at_eer"] = f1_at_threshold(known["score"].to_numpy(), known["label"].to_numpy(),
+                                          m["eer_threshold"])["f1"]
+    hop = float(known["seg_hop_s"].iloc[0])
+    seg_scores = dict(zip(known["utt_id"], known["seg_scores"]))
+    seg_labels = {u: segments[u] for u in known["utt_id"]}
+    result["segment_eer"] = segment_eer(seg_scores, seg_labels, hop)[0]
+    result["segment_resolution_s"] = hop
+    return result
+
+
+def write_predictions(tables: dict[str, pd.DataFrame], out_dir: Path, segments: dict[str, np.ndarray]) -> dict:
+    """Write oof.parquet (validation part) and test.parquet into a fold folder; return their metrics."""
+    metrics = {}
+    for part, name in (("valid", "oof"), ("test", "test")):
+        write_table(tables[part], Path(out_dir) / f"{name}.parquet")
+        metrics[name] = table_metrics(tables[part], segments)
+    return metrics

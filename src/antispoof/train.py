@@ -1,0 +1,241 @@
+"""Fold training: one entry point for every detector, Lightning's Trainer does the loop.
+
+`antispoof train --model selcnn_segbw --data mini --fold 0` (or `make train FOLD=0`) writes
+folds/<dataset>/<experiment>/fold<k>/: config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/
+(CSV, one folder per run so a resumed run keeps the earlier log), oof.parquet (the fold's validation part), test.parquet, metrics.json. A killed run
+resumes from last.ckpt; a finished fold (metrics.json present) is skipped unless forced.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from antispoof.config import load_config
+from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate
+from antispoof.data.folds import make_folds
+from antispoof.data.manifest import ManifestError, load_segments, load_split
+from antispoof.metrics import compute_eer
+from antispoof.models.factory import build_model
+from antispoof.utils import write_json_atomic, write_text_atomic
+
+
+# ---- configuration and paths ---------------------------------------------------------------
+
+def experiment_config(model: str, data: str | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """configs/model/<model>.yaml (+ its defaults) with the data set and command-line overrides."""
+    extra = list(overrides or [])
+    if data:
+        extra.insert(0, f"data.dir={data if '/' in data else f'data/spoofbench-{data}'}")
+    return load_config(f"model/{model}", extra)
+
+
+def fold_dir(cfg: DictConfig, fold: int) -> Path:
+    return Path(cfg.output_root) / Path(cfg.data.dir).name / cfg.experiment / f"fold{fold}"
+
+
+def _precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+# ---- data ------------------------------------------------------------------------------------
+
+class FoldData:
+    """The fold's training part, its validation part (OOF) and the test split, with labels."""
+
+    def __init__(self, cfg: DictConfig, fold: int):
+        data_dir = Path(cfg.data.dir)
+        train = load_split(data_dir, "train")
+        folds_csv = Path(cfg.output_root) / data_dir.name / "folds.csv"
+        if not folds_csv.exists():
+            make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_csv)
+        import pandas as pd
+
+        folds = pd.read_csv(folds_csv, dtype={"utt_id": str}).set_index("utt_id")["fold"]
+        missing = set(train.utt_id) - set(folds.index)
+        if missing:
+            raise ManifestError(f"{folds_csv}: {len(missing)} training clips have no fold (stale file?); delete it")
+        if fold not in set(folds):
+            raise ManifestError(f"{folds_csv}: there is no fold {fold} (folds: {sorted(set(folds))})")
+        in_fold = train.utt_id.map(folds).to_numpy() == fold
+        self.train, self.valid = train[~in_fold], train[in_fold]
+        self.test = load_split(data_dir, "test")
+        self.segments = load_segments(data_dir / "train_segments.npz", train)
+        if "label" in self.test:
+            self.segments.update(load_segments(data_dir / "solution_segments.npz", self.test))
+        self.cfg = cfg
+
+    def loader(self, part: str, train: bool = False) -> DataLoader:
+        table = {"train": self.train, "valid": self.valid, "test": self.test}[part]
+        d = self.cfg.data
+        dataset = ClipDataset(table, self.segments, crop_s=d.crop_s if train else None, seed=self.cfg.seed)
+        sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
+                                            seed=self.cfg.seed)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d.num_workers,
+                          persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+# ---- the Lightning module ------------------------------------------------------------------
+
+def class_targets(labels: torch.Tensor) -> torch.Tensor:
+    """Data labels (1 bona fide, 0 spoof, -1 unknown) -> class indices (0 bona fide, 1 spoof, -1)."""
+    return torch.where(labels >= 0, 1 - labels, labels)
+
+
+class DetectorModule(L.LightningModule):
+    """Any detector whose forward gives scores and whose `losses` gives the training loss."""
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = build_model(cfg.model)
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+
+    def _step(self, batch):
+        out = self.model(batch["wave"], batch["lengths"])
+        # Min-pool 10 ms labels to the model's segments in the data convention (any spoof frame
+        # makes the segment spoof), then turn them into class indices.
+        seg_targets = class_targets(self.model.segment_targets(batch["seg"], out["seg_lengths"]))
+        losses = self.model.losses(out, class_targets(batch["label"]), seg_targets)
+        return out, losses
+
+    def training_step(self, batch, batch_idx):
+        _, losses = self._step(batch)
+        size = len(batch["utt_id"])
+        self.log("train_loss", losses["total"], prog_bar=True, batch_size=size)
+        for name in ("utt", "seg"):
+            if losses.get(name) is not None:
+                self.log(f"train_loss_{name}", losses[name], batch_size=size)
+        return losses["total"]
+
+    def validation_step(self, batch, batch_idx):
+        out, losses = self._step(batch)
+        self.log("val_loss", losses["total"], prog_bar=True, batch_size=len(batch["utt_id"]), sync_dist=True)
+        self._val_scores.append(out["utt_score"].detach().float().cpu())
+        self._val_labels.append(batch["label"].cpu())
+
+    def on_validation_epoch_end(self):
+        scores = self.all_gather(torch.cat(self._val_scores)).reshape(-1).cpu().numpy()
+        labels = self.all_gather(torch.cat(self._val_labels)).reshape(-1).cpu().numpy()
+        self._val_scores.clear()
+        self._val_labels.clear()
+        if (labels == 1).any() and (labels == 0).any():
+            eer, _ = compute_eer(scores[labels == 1], scores[labels == 0])
+            self.log("val_eer", float(eer), prog_bar=True)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        optimizer = torch.optim.Adam(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.halve_every, gamma=0.5)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class EpochClock(Callback):
+    """Wall time of every training epoch (for the results tables) and the dataset's crop epoch."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start = time.perf_counter()
+        loader = trainer.train_dataloader
+        if loader is not None and hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer, module):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock) -> L.Trainer:
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_eer", mode="min",
+                                 save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [checkpoint, EarlyStopping(monitor="val_loss", patience=t.patience, mode="min"),
+                 TQDMProgressBar(refresh_rate=t.progress_every), clock]
+    return L.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, precision=_precision(t.precision),
+        strategy=t.strategy, deterministic=t.deterministic, callbacks=callbacks,
+        logger=CSVLogger(out, name="logs", version=f"run{len(list((out / 'logs').glob('run*')))}"),
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, gradient_clip_val=t.gradient_clip_val,
+        use_distributed_sampler=False,  # LengthGroupedBatchSampler shards batches across ranks itself
+        log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0, enable_model_summary=False)
+
+
+# ---- folds ----------------------------------------------------------------------------------
+
+def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """Model weights from a Lightning checkpoint (tensors only, so weights_only loading is safe)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
+def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
+    """Warm-up variants start from the same fold's single-level model, training it first if needed."""
+    warm = cfg.get("warmup")
+    if not warm or not warm.get("experiment"):
+        return
+    base = OmegaConf.merge(load_config(f"model/{warm.experiment}"),
+                           {"data": cfg.data, "trainer": cfg.trainer, "seed": cfg.seed, "output_root": cfg.output_root})
+    base_dir = fold_dir(base, fold)
+    if not (base_dir / "metrics.json").exists():
+        print(f"warm-up model {warm.experiment} fold {fold} missing: training it first")
+        train_fold(base, fold)
+    loaded, fresh = module.model.load_warmup(load_checkpoint_state(base_dir / "checkpoints" / "best.ckpt"))
+    print(f"warm start from {base_dir}: {len(loaded)} tensors loaded, {len(fresh)} new")
+
+
+def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
+    """Train (or resume) one fold, then write its OOF/test predictions and metrics."""
+    from antispoof.predict import predict_table, write_predictions
+
+    out = fold_dir(cfg, fold)
+    if (out / "metrics.json").exists() and not force:
+        print(f"{out} is complete (metrics.json exists); --force retrains it")
+        return out
+    if force:  # a forced run starts from scratch: earlier checkpoints must not be resumed
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        (out / "metrics.json").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = FoldData(cfg, fold)
+    module = DetectorModule(cfg)
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        _warm_start(module, cfg, fold)
+    clock = EpochClock()
+    trainer = make_trainer(cfg, out, clock)
+    trainer.fit(module, data.loader("train", train=True), data.loader("valid"),
+                ckpt_path=last if last.exists() else None)
+    if trainer.interrupted:  # Ctrl-C: Lightning stops cleanly; last.ckpt is there to resume from
+        print(f"interrupted: `antispoof train` again resumes from {last}")
+        return out
+    if not trainer.is_global_zero:
+        return out
+    best = out / "checkpoints" / "best.ckpt"
+    module.model.load_state_dict(load_checkpoint_state(best if best.exists() else last))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tables = {part: predict_table(module.model, data.loader(part), device, _precision(cfg.trainer.precision))
+              for part in ("valid", "test")}
+    metrics = write_predictions(tables, out, data.segments)
+    metrics.update({"fold": fold, "experiment": cfg.experiment, "epochs": trainer.current_epoch,
+                    "seconds_per_epoch": float(np.mean(clock.seconds)) if clock.seconds else None,
+                    "n_parameters": int(sum(p.numel() for p in module.model.parameters())),
+                    "best_checkpoint": str(best)})
+    write_json_atomic(out / "metrics.json", metrics)
+    return out
