@@ -7,6 +7,7 @@ resumes from last.ckpt; a finished fold (metrics.json present) is skipped unless
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -52,6 +53,14 @@ def _precision(setting: str) -> str:
 
 # ---- data ------------------------------------------------------------------------------------
 
+def _workers(setting) -> int:
+    """`auto`: none on a CPU-only machine (loading FLAC is cheap; workers would steal the cores
+    the model trains on: 43 s vs 49-66 s per mini epoch on 2 cores), up to 8 beside a GPU."""
+    if setting != "auto":
+        return int(setting)
+    return min(8, max(1, (os.cpu_count() or 2) - 2)) if torch.cuda.is_available() else 0
+
+
 class FoldData:
     """The fold's training part, its validation part (OOF) and the test split, with labels."""
 
@@ -83,7 +92,7 @@ class FoldData:
         dataset = ClipDataset(table, self.segments, crop_s=d.crop_s if train else None, seed=self.cfg.seed)
         sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
                                             seed=self.cfg.seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d.num_workers,
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=_workers(d.num_workers),
                           persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
