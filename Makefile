@@ -10,7 +10,7 @@ FOLD   ?= 0
 ARGS   ?=
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup data folds probe train train-all demo test clean-data
+.PHONY: setup data folds probe train train-all report demo test clean-data
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ train: $(STAMP)
 ## make train-all MODEL=...: every fold in turn
 train-all: $(STAMP)
 	$(BIN)/antispoof train --model $(MODEL) --data $(DATA) --all-folds $(ARGS)
+
+## make report DATA=mini: results table of every trained experiment (mean ± std over folds)
+report: $(STAMP)
+	$(BIN)/antispoof report --data $(DATA)
 
 ## make probe DATA=mini: the shortcut probe as a baseline submission, scored on the hidden test
 probe: $(STAMP)

@@ -59,6 +59,13 @@ def _cmd_train(args):
         print(f"{cfg.experiment}: fold {fold} -> {train_fold(cfg, fold, force=args.force)}")
 
 
+def _cmd_report(args):
+    from antispoof.config import data_dir
+    from antispoof.report import report
+
+    print(report(data_dir(args.data).name, args.output_root))
+
+
 def _cmd_import(args):
     from antispoof.data import importers
 
@@ -122,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain a fold that is already complete")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=5 model.reduction=4")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("report", help="results table: every experiment's fold metrics, mean ± std")
+    p.add_argument("--data", default="mini", help="mini, full or a data set folder")
+    p.add_argument("--output-root", default="folds")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("import", help="import a corpus into the manifest layout")
     p.add_argument("format", choices=["partialspoof", "asvspoof2019", "csv"])

@@ -30,3 +30,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> DictCon
     if bad:
         raise ValueError(f"override must look like key=value, got {bad[0]!r}")
     return OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides or [])))
+
+
+def data_dir(name: str) -> Path:
+    """`mini` / `full` -> data/spoofbench-<name>; anything with a slash is a folder already."""
+    return Path(name) if "/" in name else Path("data") / f"spoofbench-{name}"

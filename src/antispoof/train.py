@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from antispoof.config import load_config
+from antispoof.config import data_dir, load_config
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate
 from antispoof.data.folds import make_folds
 from antispoof.data.manifest import ManifestError, load_segments, load_split
@@ -35,7 +35,7 @@ def experiment_config(model: str, data: str | None = None, overrides: list[str] 
     """configs/model/<model>.yaml (+ its defaults) with the data set and command-line overrides."""
     extra = list(overrides or [])
     if data:
-        extra.insert(0, f"data.dir={data if '/' in data else f'data/spoofbench-{data}'}")
+        extra.insert(0, f"data.dir={data_dir(data)}")
     return load_config(f"model/{model}", extra)
 
 

@@ -1,0 +1,27 @@
+"""Results tables aggregate exactly the fold metrics on disk."""
+from __future__ import annotations
+
+import json
+
+from antispoof.report import collect, report
+
+
+def _fold(root, experiment, fold, eer, seg_eer):
+    path = root / "spoofbench-x" / experiment / f"fold{fold}" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    metrics = {"fold": fold, "epochs": 4, "seconds_per_epoch": 10.0, "n_parameters": 123,
+               "oof": {"eer": eer, "segment_eer": seg_eer}, "test": {"eer": eer + 0.1, "f1_at_eer": 0.5}}
+    path.write_text(json.dumps(metrics))
+
+
+def test_report_means_and_spreads_over_folds(tmp_path):
+    _fold(tmp_path, "selcnn_segbw", 0, 0.10, 0.20)
+    _fold(tmp_path, "selcnn_segbw", 1, 0.20, 0.30)
+    _fold(tmp_path, "lcnn_segment", 0, 0.30, 0.40)
+    assert len(collect(tmp_path, "spoofbench-x")) == 3
+    table = report("spoofbench-x", tmp_path)
+    segbw = next(line for line in table.splitlines() if "selcnn_segbw" in line)
+    assert "| 2 |" in segbw and "15.00 ± 7.07" in segbw and "25.00 ± 7.07" in segbw and "25.00 ± 7.07" in segbw
+    lcnn = next(line for line in table.splitlines() if "lcnn_segment" in line)
+    assert "30.00 |" in lcnn and "±" not in lcnn.split("|")[6]
+    assert "no finished folds" in report("spoofbench-y", tmp_path)
