@@ -19,9 +19,13 @@ def test_report_means_and_spreads_over_folds(tmp_path):
     _fold(tmp_path, "selcnn_segbw", 1, 0.20, 0.30)
     _fold(tmp_path, "lcnn_segment", 0, 0.30, 0.40)
     assert len(collect(tmp_path, "spoofbench-x")) == 3
-    table = report("spoofbench-x", tmp_path)
-    segbw = next(line for line in table.splitlines() if "selcnn_segbw" in line)
-    assert "| 2 |" in segbw and "15.00 ± 7.07" in segbw and "25.00 ± 7.07" in segbw and "25.00 ± 7.07" in segbw
-    lcnn = next(line for line in table.splitlines() if "lcnn_segment" in line)
-    assert "30.00 |" in lcnn and "±" not in lcnn.split("|")[6]
+    lines = report("spoofbench-x", tmp_path).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {cells[0]: dict(zip(header, cells)) for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    segbw, lcnn = rows["selcnn_segbw"], rows["lcnn_segment"]
+    assert segbw["folds"] == "2" and segbw["OOF utt EER %"] == "15.00 ± 7.07"
+    assert segbw["OOF seg EER %"] == "25.00 ± 7.07" and segbw["test utt EER %"] == "25.00 ± 7.07"
+    assert lcnn["folds"] == "1" and lcnn["OOF utt EER %"] == "30.00", "no spread from a single fold"
+    assert lcnn["test seg EER %"] == "-"
     assert "no finished folds" in report("spoofbench-y", tmp_path)

@@ -48,14 +48,8 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def report(dataset: str, output_root: str | Path = "folds") -> str:
     folds = collect(output_root, dataset)
     if folds.empty:
         return f"no finished folds under {Path(output_root, dataset)}"
-    return markdown(summarise(folds))
+    return summarise(folds).to_markdown(index=False)

@@ -11,14 +11,6 @@ from antispoof.data.spoofers import ATTACKS
 from antispoof.utils import write_text_atomic
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    """A GitHub table without the optional `tabulate` dependency."""
-    df = df.reset_index()
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def count_table(table: pd.DataFrame, by: str) -> pd.DataFrame:
     counts = table.pivot_table(index=by, columns=["split", "label"], values="utt_id", aggfunc="count", fill_value=0)
     counts.columns = [f"{split} {label}" for split, label in counts.columns]
@@ -83,20 +75,20 @@ Gradient boosting on global clip statistics (duration, loudness, bandwidth, roll
 silence ratio, noise floor, ...): {probe_text}.
 
 ## Durations
-{_markdown(durations(table))}
+{durations(table).reset_index().to_markdown(index=False)}
 
 ## Counts by kind
-{_markdown(count_table(table, "kind"))}
+{count_table(table, "kind").reset_index().to_markdown(index=False)}
 
 ## Counts by attack
-{_markdown(count_table(table, "attack"))}
+{count_table(table, "attack").reset_index().to_markdown(index=False)}
 
 ## Counts by language
-{_markdown(count_table(table, "language"))}
+{count_table(table, "language").reset_index().to_markdown(index=False)}
 
 <details><summary>Counts by split x class x attack x language</summary>
 
-{_markdown(table.groupby(["split", "label", "attack", "language"]).size().rename("clips").to_frame())}
+{table.groupby(["split", "label", "attack", "language"]).size().rename("clips").reset_index().to_markdown(index=False)}
 </details>
 
 ## Left out while building ({len(skipped)})

@@ -122,10 +122,7 @@ def _constant(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def _counts_table(frame: pd.DataFrame, by: str) -> str:
     if by not in frame.columns:
         return ""
-    counts = frame.groupby([by, "label"]).size().unstack(fill_value=0)
-    lines = [f"| {by} | " + " | ".join(counts.columns) + " |", "|---" * (len(counts.columns) + 1) + "|"]
-    lines += [f"| {idx} | " + " | ".join(str(v) for v in row) + " |" for idx, row in counts.iterrows()]
-    return "\n".join(lines) + "\n"
+    return frame.groupby([by, "label"]).size().unstack(fill_value=0).to_markdown() + "\n"
 
 
 def _card(title: str, origin: str, splits: dict[str, pd.DataFrame], notes: str) -> str:
