@@ -209,3 +209,17 @@ def test_unreadable_segment_file(dataset, content):
     with pytest.raises(ManifestError, match=r"ds/train_segments\.npz: unreadable segment labels") as err:
         mf.load_segments(path)
     assert_one_line(err)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from antispoof.utils import write_text_atomic
+
+    target = tmp_path / "card.md"
+    write_text_atomic(target, "hello")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert target.read_text() == "hello" and not list(tmp_path.glob(".card*"))
