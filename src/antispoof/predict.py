@@ -6,7 +6,7 @@ A prediction table is keyed by utt_id with, per clip:
   score_seg_min    the minimum of the segment scores (a spoofed segment spoils the clip)
   seg_scores       segment scores, one per `seg_hop_s` seconds
   seg_hop_s        their resolution
-  label            bonafide / spoof when known
+  label            bonafide / spoof (OOF tables only: test.parquet never carries hidden labels)
 The ensemble only ever reads these tables.
 """
 from __future__ import annotations
@@ -79,10 +79,15 @@ def table_metrics(table: pd.DataFrame, segments: dict[str, np.ndarray]) -> dict:
     return result
 
 
-def write_predictions(tables: dict[str, pd.DataFrame], out_dir: Path, segments: dict[str, np.ndarray]) -> dict:
-    """Write oof.parquet (validation part) and test.parquet into a fold folder; return their metrics."""
-    metrics = {}
-    for part, name in (("valid", "oof"), ("test", "test")):
-        write_table(tables[part], Path(out_dir) / f"{name}.parquet")
-        metrics[name] = table_metrics(tables[part], segments)
+def write_predictions(tables: dict[str, pd.DataFrame], out_dir: Path, data) -> dict:
+    """Write oof.parquet (validation part) and test.parquet into a fold folder; return their metrics.
+
+    The test table is written without labels; the hidden solution is joined only to score it.
+    """
+    write_table(tables["valid"], Path(out_dir) / "oof.parquet")
+    write_table(tables["test"].drop(columns="label"), Path(out_dir) / "test.parquet")
+    metrics = {"oof": table_metrics(tables["valid"], data.segments), "test": {}}
+    if data.solution is not None:
+        scored = tables["test"].drop(columns="label").merge(data.solution, on="utt_id", how="left")
+        metrics["test"] = table_metrics(scored, data.solution_segments)
     return metrics

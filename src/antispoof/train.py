@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
@@ -70,8 +71,6 @@ class FoldData:
         folds_csv = Path(cfg.output_root) / data_dir.name / "folds.csv"
         if not folds_csv.exists():
             make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_csv)
-        import pandas as pd
-
         folds = pd.read_csv(folds_csv, dtype={"utt_id": str}).set_index("utt_id")["fold"]
         missing = set(train.utt_id) - set(folds.index)
         if missing:
@@ -80,10 +79,13 @@ class FoldData:
             raise ManifestError(f"{folds_csv}: there is no fold {fold} (folds: {sorted(set(folds))})")
         in_fold = train.utt_id.map(folds).to_numpy() == fold
         self.train, self.valid = train[~in_fold], train[in_fold]
-        self.test = load_split(data_dir, "test")
         self.segments = load_segments(data_dir / "train_segments.npz", train)
-        if "label" in self.test:
-            self.segments.update(load_segments(data_dir / "solution_segments.npz", self.test))
+        test = load_split(data_dir, "test")
+        # The model and test.parquet never see hidden labels; they are joined only to score.
+        self.test = test[[c for c in test.columns if c != "label"]]
+        self.solution = test[["utt_id", "label"]] if "label" in test else None
+        self.solution_segments = (load_segments(data_dir / "solution_segments.npz", test)
+                                  if self.solution is not None else {})
         self.cfg = cfg
 
     def loader(self, part: str, train: bool = False) -> DataLoader:
@@ -241,7 +243,7 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tables = {part: predict_table(module.model, data.loader(part), device, _precision(cfg.trainer.precision))
               for part in ("valid", "test")}
-    metrics = write_predictions(tables, out, data.segments)
+    metrics = write_predictions(tables, out, data)
     metrics.update({"fold": fold, "experiment": cfg.experiment, "epochs": trainer.current_epoch,
                     "seconds_per_epoch": float(np.mean(clock.seconds)) if clock.seconds else None,
                     "n_parameters": int(sum(p.numel() for p in module.model.parameters())),
