@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import LABELS, SEGMENT_HOP_S, ManifestError
+from antispoof.data.manifest import LABELS, SEGMENT_HOP_S, fail
 
 P_SPOOF = 0.05
 C_MISS = 1.0
@@ -365,29 +365,24 @@ def utterance_eer_from_segments(score_arrays, labels) -> tuple[float, float]:
 _ALIASES = {"trial_anon": "filename", "cm_label": "cm-label"}
 
 
-def _fail(path, problem: str, row: int | None = None):
-    where = f"{path}" if row is None else f"{path} row {row}"
-    raise ManifestError(f"{where}: {problem}")
-
-
 def _read_tsv(path, column: str) -> pd.DataFrame:
     """A headed TSV as strings, with a unique non-empty `filename` and the given column."""
     path = Path(path)
     if not path.is_file():
-        _fail(path, "file not found")
+        fail(path, "file not found")
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        _fail(path, f"malformed TSV ({str(err).splitlines()[0]})")
+        fail(path, f"malformed TSV ({str(err).splitlines()[0]})")
     df = df.rename(columns={k: v for k, v in _ALIASES.items() if v not in df.columns})
     missing = [c for c in ("filename", column) if c not in df.columns]
     if missing:
-        _fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+        fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
     names = df["filename"]  # matched exactly, as the official package does
     for bad, problem in ((names == "", "empty filename"), (names.duplicated(), "duplicate filename")):
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            _fail(path, f"{problem} '{names.iloc[i]}'", row=i + 1)
+            fail(path, f"{problem} '{names.iloc[i]}'", row=i + 1)
     return df
 
 
@@ -395,12 +390,12 @@ def _first_bad(path, df, bad, column: str, expected: str):
     bad = np.asarray(bad, dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        _fail(path, f"{df['filename'].iloc[i]}: bad {column} '{df[column].iloc[i]}' ({expected})", row=i + 1)
+        fail(path, f"{df['filename'].iloc[i]}: bad {column} '{df[column].iloc[i]}' ({expected})", row=i + 1)
 
 
 def _refuse_unmatched(path, names: pd.Series, unmatched: np.ndarray, problem: str):
     if unmatched.any():
-        _fail(path, f"{int(unmatched.sum())} filename(s) {problem}, e.g. '{names[unmatched].iloc[0]}'")
+        fail(path, f"{int(unmatched.sum())} filename(s) {problem}, e.g. '{names[unmatched].iloc[0]}'")
 
 
 def evaluate_files(scores_tsv, keys_tsv) -> dict:
@@ -423,7 +418,7 @@ def evaluate_files(scores_tsv, keys_tsv) -> dict:
     _refuse_unmatched(scores_tsv, scored, key_of_score < 0, f"have a score but no key in {keys_tsv}")
     is_bona = (labels == "bonafide").to_numpy()[key_of_score]
     if is_bona.all() or not is_bona.any():
-        _fail(keys_tsv, "needs both bonafide and spoof trials")
+        fail(keys_tsv, "needs both bonafide and spoof trials")
     bona, spoof = values[is_bona], values[~is_bona]
     return {"eer": compute_eer(bona, spoof)[0], "min_dcf": min_dcf(bona, spoof)[0],
             "act_dcf": act_dcf(bona, spoof)[0], "cllr": cllr(bona, spoof)}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import LABELS, ManifestError, read_manifest
+from antispoof.data.manifest import LABELS, fail, first_row, read_manifest
 from antispoof.metrics import binary_scores, bonafide_mask, compute_eer, utterance_metrics
 
 COMPETITION_DEFAULTS = {
@@ -28,16 +28,6 @@ COMPETITION_DEFAULTS = {
 GROUP_COLUMNS = ("attack", "language")
 
 
-def _fail(path, problem: str, row: int | None = None):
-    where = f"{path}" if row is None else f"{path} row {row}"
-    raise ManifestError(f"{where}: {problem}")
-
-
-def _first_row(mask) -> int:
-    """1-based data row (header excluded) of the first True, as manifest.py counts rows."""
-    return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0]) + 1
-
-
 def load_competition(data_dir) -> dict:
     """Submission format of a data set: competition.json over the defaults."""
     path = Path(data_dir) / "competition.json"
@@ -47,40 +37,40 @@ def load_competition(data_dir) -> dict:
     try:
         given = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        _fail(path, f"invalid JSON ({err})")
+        fail(path, f"invalid JSON ({err})")
     if not isinstance(given, dict):
-        _fail(path, "expected a JSON object")
+        fail(path, "expected a JSON object")
     unknown = sorted(set(given) - set(cfg))
     if unknown:
-        _fail(path, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(cfg)}")
+        fail(path, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(cfg)}")
     cfg.update(given)
     if cfg["positive"] not in LABELS:
-        _fail(path, f"positive must be bonafide or spoof, not {cfg['positive']!r}")
+        fail(path, f"positive must be bonafide or spoof, not {cfg['positive']!r}")
     if str(cfg["positive_value"]) == str(cfg["negative_value"]):
-        _fail(path, "positive_value and negative_value must differ")
+        fail(path, "positive_value and negative_value must differ")
     return cfg
 
 
 def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
     """The submission as strings (ids like '007' must survive), with its id column checked."""
     if not path.is_file():
-        _fail(path, "file not found")
+        fail(path, "file not found")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        _fail(path, f"malformed CSV ({str(err).splitlines()[0]})")
+        fail(path, f"malformed CSV ({str(err).splitlines()[0]})")
     id_col = cfg["id_column"]
     if id_col not in df.columns:
-        _fail(path, f"missing id column '{id_col}'; found {', '.join(map(str, df.columns))}")
+        fail(path, f"missing id column '{id_col}'; found {', '.join(map(str, df.columns))}")
     if cfg["label_column"] not in df.columns and cfg["score_column"] not in df.columns:
-        _fail(path, f"needs a '{cfg['label_column']}' and/or a '{cfg['score_column']}' column; "
+        fail(path, f"needs a '{cfg['label_column']}' and/or a '{cfg['score_column']}' column; "
                     f"found {', '.join(map(str, df.columns))}")
     ids = df[id_col].str.strip()
     if (ids == "").any():
-        _fail(path, f"empty {id_col}", row=_first_row(ids == ""))
+        fail(path, f"empty {id_col}", row=first_row(ids == ""))
     if ids.duplicated().any():
-        row = _first_row(ids.duplicated())
-        _fail(path, f"duplicate {id_col} '{ids.iloc[row - 1]}'", row=row)
+        row = first_row(ids.duplicated())
+        fail(path, f"duplicate {id_col} '{ids.iloc[row - 1]}'", row=row)
     df[id_col] = ids
     return df
 
@@ -90,9 +80,9 @@ def _align(path: Path, df: pd.DataFrame, solution: pd.DataFrame, id_col: str) ->
     wanted, given = set(solution["utt_id"]), set(df[id_col])
     missing, extra = sorted(wanted - given), sorted(given - wanted)
     if missing:
-        _fail(path, f"{len(missing)} of {len(wanted)} ids missing, e.g. '{missing[0]}'")
+        fail(path, f"{len(missing)} of {len(wanted)} ids missing, e.g. '{missing[0]}'")
     if extra:
-        _fail(path, f"{len(extra)} id(s) not in the solution, e.g. '{extra[0]}'")
+        fail(path, f"{len(extra)} id(s) not in the solution, e.g. '{extra[0]}'")
     return df.set_index(id_col).loc[solution["utt_id"]].reset_index()
 
 
@@ -112,8 +102,8 @@ def _predicted_positive(path: Path, df: pd.DataFrame, cfg: dict) -> np.ndarray:
     pos, neg = _matches(df[column], cfg["positive_value"]), _matches(df[column], cfg["negative_value"])
     bad = ~(pos | neg)
     if bad.any():
-        i = _first_row(bad) - 1
-        _fail(path, f"{df[cfg['id_column']].iloc[i]}: {column} '{df[column].iloc[i]}' is not "
+        i = first_row(bad) - 1
+        fail(path, f"{df[cfg['id_column']].iloc[i]}: {column} '{df[column].iloc[i]}' is not "
                     f"{cfg['positive_value']} or {cfg['negative_value']}", row=int(df["_row"].iloc[i]))
     return pos
 
@@ -123,8 +113,8 @@ def _scores(path: Path, df: pd.DataFrame, cfg: dict) -> np.ndarray:
     values = pd.to_numeric(df[column].str.strip(), errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values)
     if bad.any():
-        i = _first_row(bad) - 1
-        _fail(path, f"{df[cfg['id_column']].iloc[i]}: {column} '{df[column].iloc[i]}' is not a "
+        i = first_row(bad) - 1
+        fail(path, f"{df[cfg['id_column']].iloc[i]}: {column} '{df[column].iloc[i]}' is not a "
                     f"finite number", row=int(df["_row"].iloc[i]))
     return values
 
@@ -178,6 +168,6 @@ def score_submission(submission_csv, data_dir) -> dict:
         result.update(binary_scores(truth, _predicted_positive(path, df, cfg)))
     if cfg["score_column"] in df.columns:
         if truth_bona.all() or not truth_bona.any():
-            _fail(data_dir / "solution.csv", "needs both bonafide and spoof rows to score a 'score' column")
+            fail(data_dir / "solution.csv", "needs both bonafide and spoof rows to score a 'score' column")
         result.update(_score_metrics(_scores(path, df, cfg), solution, cfg["positive"]))
     return result

@@ -33,7 +33,7 @@ from antispoof.data.audio import SR, AudioError, read_audio, set_level, trim_sil
 from antispoof.data.channel import ChannelSpec, apply_channel, draw_channel
 from antispoof.data.manifest import SEGMENT_HOP_S, save_segments
 from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS, SynthesisError, check_tools
-from antispoof.utils import rng_for, stable_seed, write_csv_atomic, write_json_atomic, write_text_atomic
+from antispoof.utils import rng_for, write_csv_atomic, write_json_atomic
 
 FRAME = int(SR * SEGMENT_HOP_S)
 # Bump when rendering changes what a plan produces: finished work of older builds is then redone.

@@ -41,8 +41,9 @@ class ManifestError(ValueError):
     """A data set file is missing, malformed or inconsistent (message names file and row)."""
 
 
-def _fail(csv_path, row: int | None, problem: str):
-    where = f"{csv_path}" if row is None else f"{csv_path} row {row}"
+def fail(path, problem: str, row: int | None = None):
+    """Raise the one-line error every reader of user files gives: `<file> [row N]: <problem>`."""
+    where = f"{path}" if row is None else f"{path} row {row}"
     raise ManifestError(f"{where}: {problem}")
 
 
@@ -50,46 +51,46 @@ def read_table(csv_path: str | Path, required: Iterable[str]) -> pd.DataFrame:
     """Read a CSV with string ids; refuse missing columns and unparsable files."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        _fail(csv_path, None, "file not found")
+        fail(csv_path, "file not found")
     try:
         df = pd.read_csv(csv_path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        _fail(csv_path, None, f"malformed CSV ({str(err).splitlines()[0]})")
+        fail(csv_path, f"malformed CSV ({str(err).splitlines()[0]})")
     missing = [c for c in required if c not in df.columns]
     if missing:
-        _fail(csv_path, None, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+        fail(csv_path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
     return df
 
 
-def _row_number(df: pd.DataFrame, mask) -> int:
-    """1-based data row (header excluded) of the first offending row, as an editor shows it minus one."""
-    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+def first_row(mask) -> int:
+    """1-based data row (header excluded) of the first True in `mask`: the row `fail` names."""
+    return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0]) + 1
 
 
 def _check_ids(csv_path, df):
     ids = df["utt_id"]
     empty = ids.isna() | (ids.astype(str).str.strip() == "")
     if empty.any():
-        _fail(csv_path, _row_number(df, empty), "empty utt_id")
+        fail(csv_path, "empty utt_id", first_row(empty))
     dup = ids.duplicated()
     if dup.any():
-        row = _row_number(df, dup)
-        _fail(csv_path, row, f"duplicate utt_id '{ids.iloc[row - 1]}'")
+        row = first_row(dup)
+        fail(csv_path, f"duplicate utt_id '{ids.iloc[row - 1]}'", row)
 
 
 def _check_labels(csv_path, df):
     bad = ~df["label"].isin(LABELS)
     if bad.any():
-        row = _row_number(df, bad)
-        _fail(csv_path, row, f"unknown label '{df['label'].iloc[row - 1]}' (expected bonafide or spoof)")
+        row = first_row(bad)
+        fail(csv_path, f"unknown label '{df['label'].iloc[row - 1]}' (expected bonafide or spoof)", row)
 
 
 def _check_durations(csv_path, df):
     dur = pd.to_numeric(df["duration"], errors="coerce")
     bad = dur.isna() | ~np.isfinite(dur) | (dur <= 0)
     if bad.any():
-        row = _row_number(df, bad)
-        _fail(csv_path, row, f"bad duration '{df['duration'].iloc[row - 1]}' (expected seconds > 0)")
+        row = first_row(bad)
+        fail(csv_path, f"bad duration '{df['duration'].iloc[row - 1]}' (expected seconds > 0)", row)
     df["duration"] = dur.astype(float)
 
 
@@ -102,8 +103,8 @@ def _check_files(csv_path, df, root: Path):
     absolute = resolve_paths(df, root)
     missing = ~absolute.map(lambda p: Path(p).is_file())
     if missing.any():
-        row = _row_number(df, missing)
-        _fail(csv_path, row, f"audio file not found: {absolute.iloc[row - 1]}")
+        row = first_row(missing)
+        fail(csv_path, f"audio file not found: {absolute.iloc[row - 1]}", row)
 
 
 def read_manifest(csv_path: str | Path, kind: str = "train", check_files: bool = True) -> pd.DataFrame:
@@ -123,7 +124,7 @@ def read_manifest(csv_path: str | Path, kind: str = "train", check_files: bool =
     if "path" in required:
         empty = df["path"].isna()
         if empty.any():
-            _fail(csv_path, _row_number(df, empty), "empty path")
+            fail(csv_path, "empty path", first_row(empty))
         if check_files:
             _check_files(csv_path, df, csv_path.parent)
         df["audio"] = resolve_paths(df, csv_path.parent)
@@ -144,7 +145,7 @@ def load_split(data_dir: str | Path, split: str, check_files: bool = True) -> pd
     solution = read_manifest(solution_path, "solution")
     unknown = set(solution["utt_id"]) ^ set(test["utt_id"])
     if unknown:
-        _fail(solution_path, None, f"{len(unknown)} utt_id(s) differ from test.csv, e.g. '{sorted(unknown)[0]}'")
+        fail(solution_path, f"{len(unknown)} utt_id(s) differ from test.csv, e.g. '{sorted(unknown)[0]}'")
     extra = [c for c in solution.columns if c not in test.columns or c == "utt_id"]
     return test.merge(solution[extra], on="utt_id", how="left")
 
