@@ -33,7 +33,7 @@ def _autocast(device: torch.device, precision: str):
 def predict_table(model: torch.nn.Module, loader, device: torch.device, precision: str = "32-true") -> pd.DataFrame:
     """Run a detector over a loader; returns the prediction table (rows in loader order)."""
     model.eval().to(device)
-    hop = getattr(model, "segment_hop_s", 0.16)
+    hop = model.segment_hop_s  # every detector states the resolution of its segment scores
     rows = []
     for batch in loader:
         with _autocast(device, precision):

@@ -303,8 +303,8 @@ def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str]):
     _WORKER = _Renderer(OmegaConf.create(cfg_yaml), Path(audio_dir), beds)
 
 
-def _render_family(args: tuple[int, list[ClipPlan], str]) -> tuple[int, list[dict], list[str]]:
-    """Render one family; returns its manifest rows and the reasons for any clip left out."""
+def _render_family(args: tuple[int, list[ClipPlan], str]) -> None:
+    """Render one family and record its manifest rows, segment labels and left-out clips on disk."""
     index, plans, done_dir = args
     rows, skipped, segments = [], [], {}
     for plan in plans:
@@ -319,7 +319,6 @@ def _render_family(args: tuple[int, list[ClipPlan], str]) -> tuple[int, list[dic
         rows.append(_row(plan, len(wave) / SR, seg))
     write_json_atomic(Path(done_dir) / f"{index:06d}.json", {"rows": rows, "skipped": skipped, "segments": segments})
     _WORKER.forget_sources()
-    return index, rows, skipped
 
 
 def _plan_hash(cfg: DictConfig) -> str:

@@ -158,6 +158,7 @@ class SELCNNMTL(nn.Module):
         self.loss_fn = P2SGradLoss()
 
     segment_targets = staticmethod(segment_targets)
+    segment_hop_s = SEGMENT_FRAMES * 0.01  # one segment score per 160 ms (time shrinks by 16)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
