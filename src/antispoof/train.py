@@ -149,7 +149,10 @@ class DetectorModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        optimizer = torch.optim.Adam(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        # A detector may split its weights into groups (Whisper: layer-wise lr decay, frozen layers).
+        params = (self.model.param_groups(o.lr) if hasattr(self.model, "param_groups")
+                  else [p for p in self.parameters() if p.requires_grad])
+        optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.halve_every, gamma=0.5)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 

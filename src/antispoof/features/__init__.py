@@ -1,4 +1,5 @@
 """Acoustic front ends computed on the device where the batch lives."""
 from antispoof.features.lfcc import LFCC
+from antispoof.features.logmel import WhisperLogMel
 
-__all__ = ["LFCC"]
+__all__ = ["LFCC", "WhisperLogMel"]

@@ -12,4 +12,8 @@ def build_model(cfg: DictConfig | dict) -> nn.Module:
         from antispoof.models.selcnn_mtl import SELCNNMTL, SELCNNMTLConfig
 
         return SELCNNMTL(SELCNNMTLConfig(**options))
-    raise ValueError(f"unknown model family {family!r} (known: selcnn_mtl)")
+    if family == "whisper":
+        from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
+
+        return WhisperDetector(WhisperDetectorConfig(**options))
+    raise ValueError(f"unknown model family {family!r} (known: selcnn_mtl, whisper)")

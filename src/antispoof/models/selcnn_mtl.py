@@ -21,6 +21,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from antispoof.features import LFCC
 from antispoof.losses import IGNORE, P2SGradLoss
+from antispoof.models.common import masked_mean, masked_min, valid_mask
+from antispoof.models.common import segment_targets as pool_segment_labels
 from antispoof.models.selcnn import SELCNN
 
 VARIANTS = {
@@ -60,38 +62,9 @@ class SELCNNMTLConfig:
             raise ValueError(f"lstm_hidden must be even (two directions), got {self.lstm_hidden}")
 
 
-def valid_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, size] bool: True on each clip's first lengths[b] positions."""
-    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def masked_mean(h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Average pooling over valid segments only ([B, M, D] -> [B, D])."""
-    weights = valid.to(h.dtype)[..., None]
-    return (h * weights).sum(1) / weights.sum(1).clamp_min(1)
-
-
-def masked_min(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Min over valid segments; padding is +inf so it never wins."""
-    return scores.masked_fill(~valid, math.inf).amin(1)
-
-
 def segment_targets(labels_10ms: torch.Tensor, n_segments: torch.Tensor, factor: int = SEGMENT_FRAMES) -> torch.Tensor:
-    """10 ms labels [B, F10] (1 bona fide, 0 spoof, -1 padding) -> segment labels [B, M].
-
-    A segment is spoof if any of its valid 10 ms frames is (min over 1/0), as the utterance
-    label follows its segments. M = max(n_segments); labels and model frames may disagree by a
-    frame or two at the end, so labels past M * factor are dropped and missing ones are -1.
-    Segments with no valid frame, or at or past a clip's n_segments, are -1.
-    """
-    labels = labels_10ms.long()
-    n_segments = n_segments.to(labels.device)
-    width = (int(n_segments.max()) if len(n_segments) else 0) * factor
-    labels = F.pad(labels, (0, max(0, width - labels.shape[1])), value=IGNORE)[:, :width]
-    windows = labels.reshape(labels.shape[0], -1, factor)
-    lowest = windows.masked_fill(windows < 0, 2).amin(-1)  # 2 = "no valid frame"
-    lowest = lowest.masked_fill(lowest == 2, IGNORE)
-    return lowest.masked_fill(~valid_mask(n_segments, lowest.shape[1]), IGNORE)
+    """10 ms labels -> labels of 160 ms segments (see common.segment_targets)."""
+    return pool_segment_labels(labels_10ms, n_segments, factor)
 
 
 class ResidualBiLSTM(nn.Module):
@@ -214,7 +187,7 @@ class SELCNNMTL(nn.Module):
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
         """-> dict(utt_cos [B, 2] | None, seg_cos [B, M, 2] | None, seg_lengths [B],
-        utt_score [B], seg_scores [B, M]).
+        utt_score [B], utt_branch_score [B] | None (the utterance head's cos_bona), seg_scores [B, M]).
 
         A cosine is None when the variant has no loss at that level. seg_scores are NaN past
         seg_lengths (so a careless mean or min shows up); seg_cos there is meaningless.
@@ -224,8 +197,9 @@ class SELCNNMTL(nn.Module):
         branch = {"utterance": self._utterance, "segment": self._segment, "uttu": self._uttu,
                   "segu": self._segu}.get(self.config.variant, self._binary)
         utt_cos, seg_cos, utt_score, seg_scores = branch(h, valid)
-        return {"utt_cos": utt_cos, "seg_cos": seg_cos, "seg_lengths": seg_lengths,
-                "utt_score": utt_score, "seg_scores": seg_scores.masked_fill(~valid, math.nan)}
+        return {"utt_cos": utt_cos, "seg_cos": seg_cos, "seg_lengths": seg_lengths, "utt_score": utt_score,
+                "utt_branch_score": None if utt_cos is None else utt_cos[:, 0],
+                "seg_scores": seg_scores.masked_fill(~valid, math.nan)}
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
         """P2SGrad losses; targets are class indices (0 bona fide, 1 spoof, -1 ignored).

@@ -1,0 +1,48 @@
+"""Helpers every detector shares: masks over padded segments, masked pooling, segment labels.
+
+A detector's segments are `factor` 10 ms label frames long (SELCNN: 16 = 160 ms, Whisper: 2 =
+20 ms); `segment_targets` min-pools the data's 10 ms labels to them (any spoof frame makes the
+segment spoof), the convention of the PartialSpoof labels.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from antispoof.losses import IGNORE
+
+
+def valid_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, size] bool: True on each clip's first lengths[b] positions."""
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def masked_mean(h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Average pooling over valid segments only ([B, M, D] -> [B, D])."""
+    weights = valid.to(h.dtype)[..., None]
+    return (h * weights).sum(1) / weights.sum(1).clamp_min(1)
+
+
+def masked_min(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Min over valid segments; padding is +inf so it never wins."""
+    return scores.masked_fill(~valid, math.inf).amin(1)
+
+
+def segment_targets(labels_10ms: torch.Tensor, n_segments: torch.Tensor, factor: int) -> torch.Tensor:
+    """10 ms labels [B, F10] (1 bona fide, 0 spoof, -1 padding) -> segment labels [B, M].
+
+    A segment is spoof if any of its valid 10 ms frames is (min over 1/0), as the utterance
+    label follows its segments. M = max(n_segments); labels and model frames may disagree by a
+    frame or two at the end, so labels past M * factor are dropped and missing ones are -1.
+    Segments with no valid frame, or at or past a clip's n_segments, are -1.
+    """
+    labels = labels_10ms.long()
+    n_segments = n_segments.to(labels.device)
+    width = (int(n_segments.max()) if len(n_segments) else 0) * factor
+    labels = F.pad(labels, (0, max(0, width - labels.shape[1])), value=IGNORE)[:, :width]
+    windows = labels.reshape(labels.shape[0], -1, factor)
+    lowest = windows.masked_fill(windows < 0, 2).amin(-1)  # 2 = "no valid frame"
+    lowest = lowest.masked_fill(lowest == 2, IGNORE)
+    return lowest.masked_fill(~valid_mask(n_segments, lowest.shape[1]), IGNORE)

