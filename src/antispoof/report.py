@@ -16,6 +16,7 @@ COLUMNS = {  # column title -> (part, metric)
     "test utt EER %": ("test", "eer"),
     "test seg EER %": ("test", "segment_eer"),
     "test F1 @EER": ("test", "f1_at_eer"),
+    "test best F1": ("test", "best_f1"),
 }
 
 
@@ -25,7 +26,8 @@ def collect(output_root: str | Path, dataset: str) -> pd.DataFrame:
     for path in sorted(Path(output_root, dataset).glob("*/fold*/metrics.json")):
         m = json.loads(path.read_text())
         row = {"experiment": path.parent.parent.name, "fold": m.get("fold"), "epochs": m.get("epochs"),
-               "s/epoch": m.get("seconds_per_epoch"), "params": m.get("n_parameters")}
+               "s/epoch": m.get("seconds_per_epoch"), "params": m.get("n_parameters"),
+               "peak GB": m.get("peak_memory_gb"), "device": m.get("device", "cpu")}
         for title, (part, key) in COLUMNS.items():
             value = m.get(part, {}).get(key)
             row[title] = None if value is None else (100 * value if "%" in title else value)
@@ -38,7 +40,9 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
     out = []
     for experiment, group in folds.groupby("experiment", sort=False):
         row = {"experiment": experiment, "folds": len(group), "params": int(group["params"].iloc[0]),
-               "epochs": f"{group['epochs'].mean():.0f}", "s/epoch": f"{group['s/epoch'].mean():.0f}"}
+               "epochs": f"{group['epochs'].mean():.0f}", "s/epoch": f"{group['s/epoch'].mean():.0f}",
+               "peak GB": f"{group['peak GB'].max():.1f}" if group["peak GB"].notna().any() else "-",
+               "device": "/".join(sorted(set(group["device"])))}
         for title in COLUMNS:
             values = group[title].dropna().astype(float)
             scale = "{:.3f}" if "F1" in title else "{:.2f}"

@@ -8,6 +8,7 @@ resumes from last.ckpt; a finished fold (metrics.json present) is skipped unless
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -190,6 +191,13 @@ def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock) -> L.Trainer:
         log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0, enable_model_summary=False)
 
 
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch, or on the CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 # ---- folds ----------------------------------------------------------------------------------
 
 def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
@@ -250,6 +258,7 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     metrics.update({"fold": fold, "experiment": cfg.experiment, "epochs": trainer.current_epoch,
                     "seconds_per_epoch": float(np.mean(clock.seconds)) if clock.seconds else None,
                     "n_parameters": int(sum(p.numel() for p in module.model.parameters())),
+                    "peak_memory_gb": peak_memory_gb(device), "device": device.type,
                     "best_checkpoint": str(best)})
     write_json_atomic(out / "metrics.json", metrics)
     return out

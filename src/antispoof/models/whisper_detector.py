@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from antispoof.features import WhisperLogMel
 from antispoof.losses import IGNORE
-from antispoof.models.common import masked_min, segment_targets, valid_mask
+from antispoof.models.common import masked_mean, masked_min, segment_targets, valid_mask
 from antispoof.models.whisper_weights import MODELS_DIR, WeightsError, resolve_weights
 
 SAMPLE_RATE = 16000
@@ -79,11 +79,14 @@ class WhisperDetectorConfig:
 
 def _checkpoint_tensors(folder: Path) -> dict[str, torch.Tensor]:
     """The encoder's tensors of a transformers Whisper checkpoint (safetensors, sharded or not, or .bin)."""
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     files = sorted(folder.glob("*.safetensors"))
-    if files:
-        state = {k: v for f in files for k, v in load_file(f).items()}
+    if files:  # read only the encoder's tensors (the decoder is half of the file)
+        state = {}
+        for file in files:
+            with safe_open(file, framework="pt") as f:
+                state.update({k: f.get_tensor(k) for k in f.keys() if "encoder." in k})
     elif (folder / "pytorch_model.bin").is_file():
         state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
     else:
@@ -132,11 +135,6 @@ class AttentionPooling(nn.Module):
         logits = self.score(h).squeeze(-1).float().masked_fill(~valid, -math.inf)
         weights = logits.softmax(-1).to(h.dtype)
         return (weights[..., None] * h).sum(1)
-
-
-def masked_average(h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    weights = valid.to(h.dtype)[..., None]
-    return (h * weights).sum(1) / weights.sum(1).clamp_min(1)
 
 
 class WhisperDetector(nn.Module):
@@ -277,7 +275,7 @@ class WhisperDetector(nn.Module):
         hidden, frames = self.encode(self._spec_augment(mel, mel_frames), mel_frames)
         h, seg_lengths = self._join(hidden, frames, owner, len(lengths))
         valid = valid_mask(seg_lengths, h.shape[1])
-        pooled = self.pool(h, valid) if self.pool is not None else masked_average(h, valid)
+        pooled = self.pool(h, valid) if self.pool is not None else masked_mean(h, valid)
         utt_logits = self.utt_head(pooled).float()
         seg_logits = self.seg_head(h).float()
         seg_scores = (seg_logits[..., 0] - seg_logits[..., 1]).masked_fill(~valid, math.nan)
