@@ -6,13 +6,12 @@
 Takes clips from a built data set (default data/spoofbench-mini), makes batches of `--batch-size`
 clips, runs a few warm-up steps, then times `--steps` training steps (forward, backward, Adam) and
 inference steps. Prints clips/s, audio seconds per second and peak memory (torch's allocator on
-GPU, the process's peak RSS on the CPU).
+GPU, the process's peak RSS so far on the CPU).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 
 from antispoof.data.manifest import load_split
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
+from antispoof.train import peak_memory_gb
 
 
 def batches(data: str, batch_size: int, n: int, seconds: float | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -39,12 +39,6 @@ def batches(data: str, batch_size: int, n: int, seconds: float | None) -> list[t
             wave[j, : len(w)] = torch.from_numpy(w)
         out.append((wave, lengths))
     return out
-
-
-def peak_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def measure(model, data, device, precision: str, train: bool, steps: int) -> dict:
@@ -77,7 +71,7 @@ def measure(model, data, device, precision: str, train: bool, steps: int) -> dic
             timed += time.perf_counter() - start
             clips += len(lengths)
             audio += float(lengths.sum()) / 16000
-    return {"clips/s": clips / timed, "audio s/s": audio / timed, "peak GB": peak_gb(device)}
+    return {"clips/s": clips / timed, "audio s/s": audio / timed, "peak GB": peak_memory_gb(device)}
 
 
 def main() -> None:
