@@ -16,29 +16,24 @@ import time
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 
+from antispoof.data.audio import SR
+from antispoof.data.dataset import ClipDataset, collate
 from antispoof.data.manifest import load_split
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
 from antispoof.train import peak_memory_gb
 
 
 def batches(data: str, batch_size: int, n: int, seconds: float | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    table = load_split(data, "train").sample(frac=1.0, random_state=0)
-    waves = [sf.read(p, dtype="float32")[0] for p in table.audio[: batch_size * n]]
+    """n padded batches of shuffled training clips (the training loader's dataset and collate)."""
+    clips = ClipDataset(load_split(data, "train").sample(frac=1.0, random_state=0).head(batch_size * n))
+    items = [clips[i] for i in range(len(clips))]
     if seconds:  # fixed-length clips: tile real speech up to the length
-        size = int(seconds * 16000)
-        waves = [np.resize(w, size) for w in waves]
-    out = []
-    for i in range(0, len(waves) - batch_size + 1, batch_size):
-        group = waves[i: i + batch_size]
-        lengths = torch.tensor([len(w) for w in group])
-        wave = torch.zeros(len(group), int(lengths.max()))
-        for j, w in enumerate(group):
-            wave[j, : len(w)] = torch.from_numpy(w)
-        out.append((wave, lengths))
-    return out
+        for item in items:
+            item["wave"] = torch.from_numpy(np.resize(item["wave"].numpy(), int(seconds * SR)))
+    groups = [collate(items[i: i + batch_size]) for i in range(0, len(items) - batch_size + 1, batch_size)]
+    return [(batch["wave"], batch["lengths"]) for batch in groups]
 
 
 def measure(model, data, device, precision: str, train: bool, steps: int) -> dict:
@@ -70,7 +65,7 @@ def measure(model, data, device, precision: str, train: bool, steps: int) -> dic
         if step >= 2:
             timed += time.perf_counter() - start
             clips += len(lengths)
-            audio += float(lengths.sum()) / 16000
+            audio += float(lengths.sum()) / SR
     return {"clips/s": clips / timed, "audio s/s": audio / timed, "peak GB": peak_memory_gb(device)}
 
 
@@ -89,7 +84,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
     data = batches(args.data, args.batch_size, args.steps + 2, args.seconds)
-    mean_s = float(np.mean([float(l.float().mean()) / 16000 for _, l in data]))
+    mean_s = float(np.mean([float(l.float().mean()) / SR for _, l in data]))
     rows = []
     for name in args.models:
         for pad_to in args.pad_to:

@@ -16,7 +16,8 @@ from antispoof.features import WhisperLogMel
 from antispoof.models.factory import build_model
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
 from antispoof.models.whisper_weights import (PRETRAINED, WeightsError, convert_ctranslate2, install_pretrained,
-                                              pretrained_source, read_ctranslate2, resolve_weights)
+                                              model_bin_parts, pretrained_source, read_ctranslate2,
+                                              resolve_weights)
 from antispoof.predict import read_table
 from antispoof.train import experiment_config, train_fold
 
@@ -52,15 +53,15 @@ def detector():
 
 def _ctranslate2_folder(name: str, tmp_path):
     """The installed CTranslate2 folder; split models are joined into one model.bin first."""
-    source = pretrained_source(name)
-    parts = PRETRAINED[name][2]
-    if parts == ["model.bin"]:
+    parts = model_bin_parts(name)
+    source = parts[0].parent
+    if len(parts) == 1:
         return source
     joined = tmp_path / name
     joined.mkdir()
     with open(joined / "model.bin", "wb") as out:
         for part in parts:
-            with open((source / part).resolve(), "rb") as f:
+            with open(part, "rb") as f:
                 shutil.copyfileobj(f, out)
     for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
         shutil.copy(source / extra, joined / extra)

@@ -46,3 +46,11 @@ def segment_targets(labels_10ms: torch.Tensor, n_segments: torch.Tensor, factor:
     lowest = windows.masked_fill(windows < 0, 2).amin(-1)  # 2 = "no valid frame"
     lowest = lowest.masked_fill(lowest == 2, IGNORE)
     return lowest.masked_fill(~valid_mask(n_segments, lowest.shape[1]), IGNORE)
+
+
+def fit_segment_targets(targets: torch.Tensor, seg_lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """Segment targets [B, M'] cut or -1-padded to the model's M = size, and -1 past each clip's
+    seg_lengths, on the device of seg_lengths (what a loss over [B, size] segments needs)."""
+    targets = targets.to(seg_lengths.device).long()
+    targets = F.pad(targets, (0, max(0, size - targets.shape[1])), value=IGNORE)[:, :size]
+    return targets.masked_fill(~valid_mask(seg_lengths, size), IGNORE)

@@ -20,8 +20,8 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from antispoof.features import LFCC
-from antispoof.losses import IGNORE, P2SGradLoss
-from antispoof.models.common import masked_mean, masked_min, valid_mask
+from antispoof.losses import P2SGradLoss
+from antispoof.models.common import fit_segment_targets, masked_mean, masked_min, valid_mask
 from antispoof.models.common import segment_targets as pool_segment_labels
 from antispoof.models.selcnn import SELCNN
 
@@ -213,10 +213,7 @@ class SELCNNMTL(nn.Module):
             utt = self.loss_fn(outputs["utt_cos"], utt_targets.to(outputs["utt_cos"].device))
         if outputs["seg_cos"] is not None:
             seg_cos = outputs["seg_cos"]
-            size = seg_cos.shape[1]
-            targets = seg_targets.to(seg_cos.device).long()
-            targets = F.pad(targets, (0, max(0, size - targets.shape[1])), value=IGNORE)[:, :size]
-            targets = targets.masked_fill(~valid_mask(outputs["seg_lengths"].to(seg_cos.device), size), IGNORE)
+            targets = fit_segment_targets(seg_targets, outputs["seg_lengths"].to(seg_cos.device), seg_cos.shape[1])
             seg = self.loss_fn(seg_cos, targets)
         total = sum(loss for loss in (utt, seg) if loss is not None)
         return {"utt": utt, "seg": seg, "total": total}

