@@ -13,8 +13,32 @@ from torch.nn import functional as F
 IGNORE = -1
 
 
+def class_probabilities(targets: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """Targets [...] -> per-class probabilities [..., 2] (column 0 bona fide, 1 spoof).
+
+    A target is the probability of spoof: the class indices 0 (bona fide) and 1 (spoof) are its
+    hard case, mixup's convex combinations its soft one. Ignored entries (-1) map to zeros.
+    """
+    spoof = targets.to(dtype).clamp_min(0)
+    return torch.stack([1 - spoof, spoof], -1) * (targets != IGNORE)[..., None]
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+    """Cross-entropy of logits [..., 2] with spoof-probability targets [...], -1 ignored.
+
+    Equals F.cross_entropy(..., ignore_index=-1) for class-index targets; None when nothing is
+    labelled (so a level without labels adds no NaN).
+    """
+    valid = targets != IGNORE
+    if not valid.any():
+        return None
+    per_item = -(class_probabilities(targets, logits.dtype) * F.log_softmax(logits, -1)).sum(-1)
+    return per_item[valid].mean()
+
+
 class P2SGradLoss(nn.Module):
-    """MSE for P2SGrad on cosines; targets are class indices (0 bona fide, 1 spoof, -1 ignored).
+    """MSE for P2SGrad on cosines; targets are spoof probabilities (class indices 0 bona fide,
+    1 spoof, or mixup's soft values in between; -1 ignored), the target vector (1 - t, t).
 
     - cos [N, C], targets [N]: (1/N) sum_n sum_k (cos[n,k] - 1(y_n = k))^2 over the N valid rows
       (Table 2, L_utt).
@@ -29,8 +53,7 @@ class P2SGradLoss(nn.Module):
         if cos.dim() == 2:
             cos, targets = cos[:, None], targets[:, None]
         valid = targets != IGNORE
-        onehot = F.one_hot(targets.clamp_min(0).long(), cos.shape[-1]).to(cos.dtype)
-        per_item = ((cos - onehot) ** 2).sum(-1) * valid  # [B, M]
+        per_item = ((cos - class_probabilities(targets, cos.dtype)) ** 2).sum(-1) * valid  # [B, M]
         count = valid.sum(1)
         used = count > 0
         if not used.any():

@@ -22,10 +22,12 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from antispoof.augment import BatchAugmenter, WaveAugmenter
 from antispoof.config import data_dir, load_config
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate
 from antispoof.data.folds import make_folds
 from antispoof.data.manifest import ManifestError, load_segments, load_split
+from antispoof.data.sources import effect_sounds, noise_beds
 from antispoof.metrics import compute_eer
 from antispoof.models.factory import build_model
 from antispoof.utils import write_json_atomic, write_text_atomic
@@ -88,15 +90,32 @@ class FoldData:
         self.solution_segments = (load_segments(data_dir / "solution_segments.npz", test)
                                   if self.solution is not None else {})
         self.cfg = cfg
+        self.wave_augment = wave_augmenter(augment_config(cfg).wave, self.train)
 
     def loader(self, part: str, train: bool = False) -> DataLoader:
         table = {"train": self.train, "valid": self.valid, "test": self.test}[part]
         d = self.cfg.data
-        dataset = ClipDataset(table, self.segments, crop_s=d.crop_s if train else None, seed=self.cfg.seed)
+        dataset = ClipDataset(table, self.segments, crop_s=d.crop_s if train else None, seed=self.cfg.seed,
+                              augment=self.wave_augment if train else None)
         sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
                                             seed=self.cfg.seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=_workers(d.num_workers),
                           persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def augment_config(cfg: DictConfig) -> DictConfig:
+    """The experiment's augmentation settings (configs written before augmentation had none: off)."""
+    return cfg.augment if isinstance(cfg.get("augment"), DictConfig) else load_config("augment/none")
+
+
+def wave_augmenter(wave_cfg: DictConfig, train: pd.DataFrame) -> WaveAugmenter:
+    """The per-clip chain, with what its steps draw on: noise beds and effects for `background`,
+    the fold's own bona fide training clips for `babble` (never validation or test clips)."""
+    context = {"babble_clips": train.loc[train.label == "bonafide", "audio"].tolist()}
+    if wave_cfg.background.p > 0:
+        roots = [Path(r) for r in wave_cfg.background.roots]
+        context["noise_beds"] = noise_beds(roots) + effect_sounds(roots)
+    return WaveAugmenter(wave_cfg, context)
 
 
 # ---- the Lightning module ------------------------------------------------------------------
@@ -113,8 +132,17 @@ class DetectorModule(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.model = build_model(cfg.model)
+        self.batch_augment = BatchAugmenter(augment_config(cfg).batch, cfg.seed)
+        if hasattr(self.model, "set_spec_augment"):
+            self.model.set_spec_augment(self.batch_augment.spec_augment)
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        """Batch-level augmentation runs here: on the device the batch now lives on, training only."""
+        if self.trainer.training:
+            batch = self.batch_augment(batch, self.current_epoch, self.global_step)
+        return batch
 
     def _step(self, batch):
         out = self.model(batch["wave"], batch["lengths"])
@@ -237,6 +265,8 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = FoldData(cfg, fold)
     module = DetectorModule(cfg)
+    print(f"augment {augment_config(cfg).get('name', 'custom')}: wave [{', '.join(data.wave_augment.names)}], "
+          f"batch [{', '.join(module.batch_augment.names)}]")
     last = out / "checkpoints" / "last.ckpt"
     if not last.exists():
         _warm_start(module, cfg, fold)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import subprocess
 from dataclasses import asdict, dataclass
 
 import av
@@ -19,7 +20,8 @@ from scipy.signal import butter, fftconvolve, sosfiltfilt
 
 from antispoof.data.audio import SR, AudioError, pyav_decode, read_audio, resample, rms_db, set_level
 
-# codec name -> (sample rate it runs at, PyAV encoder, container); all in-process via PyAV.
+# codec name -> (sample rate it runs at, FFmpeg encoder, container); in-process via PyAV, except
+# encoders PyAV's own FFmpeg lacks (GSM), which go through the ffmpeg program.
 CODECS = {
     "none": (SR, None, None),
     "mulaw": (8000, "pcm_mulaw", "wav"),
@@ -29,6 +31,7 @@ CODECS = {
     "opus": (SR, "libopus", "ogg"),
     "mp3": (SR, "libmp3lame", "mp3"),
     "aac": (SR, "aac", "adts"),
+    "gsm": (8000, "libgsm", "gsm"),
 }
 NARROWBAND_CODECS = ("none", "mulaw", "alaw", "g726")
 WIDEBAND_CODECS = ("none", "g722", "opus", "mp3", "aac")
@@ -143,13 +146,39 @@ def _encode(x: np.ndarray, rate: int, encoder: str, container: str, kbps: int) -
     return buf.getvalue()
 
 
+@functools.lru_cache(maxsize=None)
+def _pyav_can_encode(encoder: str) -> bool:
+    try:
+        av.codec.Codec(encoder, "w")
+        return True
+    except (av.error.FFmpegError, ValueError):
+        return False
+
+
+def _encode_with_ffmpeg(x: np.ndarray, rate: int, encoder: str, container: str) -> bytes:
+    """The ffmpeg program as an encoder (16-bit PCM in, the container's bytes out)."""
+    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
+           "-c:a", encoder, "-f", container, "pipe:1"]
+    try:
+        done = subprocess.run(cmd, input=pcm, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise AudioError(f"encoder {encoder} needs the ffmpeg program (apt-get install ffmpeg)") from None
+    if done.returncode:
+        raise AudioError(f"ffmpeg -c:a {encoder}: {done.stderr.decode(errors='replace').strip()[:200]}")
+    return done.stdout
+
+
 def codec_roundtrip(wave: np.ndarray, codec: str, kbps: int = 32) -> np.ndarray:
     """Encode and decode in memory at the codec's own rate, then re-align to the input."""
     rate, encoder, container = CODECS[codec]
     if encoder is None:
         return wave
     try:
-        decoded = pyav_decode(io.BytesIO(_encode(resample(wave, SR, rate), rate, encoder, container, kbps)), sr=rate)
+        narrow = resample(wave, SR, rate)
+        data = (_encode(narrow, rate, encoder, container, kbps) if _pyav_can_encode(encoder)
+                else _encode_with_ffmpeg(narrow, rate, encoder, container))
+        decoded = pyav_decode(io.BytesIO(data), container=container, sr=rate)
     except (av.error.FFmpegError, AudioError) as err:
         raise AudioError(f"codec {codec}: {err}") from None
     return align_to(resample(decoded, rate, SR), wave)

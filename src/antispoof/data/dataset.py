@@ -6,7 +6,7 @@ are computed later on the device where the batch lives.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,15 +27,17 @@ class ClipDataset(Dataset):
 
     `crop_s` takes a random window of at most that length (aligned to 10 ms so the segment
     labels stay exact); the window depends only on (seed, epoch, clip), so a fixed seed
-    gives the same batches on any number of workers.
+    gives the same batches on any number of workers. `augment` (augment.WaveAugmenter) runs the
+    per-clip wave chain after the crop, with a generator seeded the same way.
     """
 
     def __init__(self, table: pd.DataFrame, segments: dict[str, np.ndarray] | None = None,
-                 crop_s: float | None = None, seed: int = 0):
+                 crop_s: float | None = None, seed: int = 0, augment: Callable | None = None):
         self.table = table.reset_index(drop=True)
         self.segments = segments or {}
         self.crop = int(crop_s * SR) // FRAME * FRAME if crop_s else None
         self.seed, self.epoch = seed, 0
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.table)
@@ -61,8 +63,12 @@ class ClipDataset(Dataset):
             start = int(rng.integers(0, (len(wave) - self.crop) // FRAME + 1)) * FRAME
             wave = wave[start: start + self.crop]
             seg = seg[start // FRAME: (start + self.crop) // FRAME]
-        return {"utt_id": row.utt_id, "wave": torch.from_numpy(np.ascontiguousarray(wave)),
-                "label": label, "seg": torch.from_numpy(seg)}
+        relabelled = False
+        if self.augment:
+            clip = self.augment(wave, label, seg, rng_for(self.seed, self.epoch, row.utt_id, "wave"))
+            wave, label, seg, relabelled = clip.wave, clip.label, clip.seg, clip.relabelled
+        return {"utt_id": row.utt_id, "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+                "label": label, "seg": torch.from_numpy(np.ascontiguousarray(seg)), "relabelled": relabelled}
 
 
 def collate(items: list[dict]) -> dict:
@@ -75,7 +81,8 @@ def collate(items: list[dict]) -> dict:
         wave[i, : lengths[i]] = it["wave"]
         seg[i, : seg_lengths[i]] = it["seg"]
     return {"utt_id": [it["utt_id"] for it in items], "wave": wave, "lengths": lengths,
-            "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths}
+            "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths,
+            "relabelled": torch.tensor([it.get("relabelled", False) for it in items])}
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):

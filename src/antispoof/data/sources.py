@@ -171,6 +171,19 @@ def noise_beds(roots: Iterable[Path]) -> list[str]:
     return sorted(str(p) for p in base.glob("*.wav")) if base else []
 
 
+_SPOKEN = re.compile(r"(_desc.*|_[a-z]{2,3}(_[a-zA-Z]{2,4})?|\d+)$")
+
+
+def effect_sounds(roots: Iterable[Path]) -> list[str]:
+    """Tux Paint's stamp sound effects (animals, vehicles, weather, ...), not its spoken names:
+    files named after a language (`cat_fr.ogg`), descriptions (`cat_desc.ogg`) and digits are
+    speech and are left out."""
+    base = _first_existing(roots, "usr/share/tuxpaint/stamps")
+    if not base:
+        return []
+    return sorted(str(p) for p in base.rglob("*.ogg") if not _SPOKEN.search(p.stem))
+
+
 def file_digest(path: str) -> str:
     with open(path, "rb") as fh:
         return hashlib.blake2b(fh.read(), digest_size=12).hexdigest()

@@ -31,14 +31,14 @@ def masked_min(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def segment_targets(labels_10ms: torch.Tensor, n_segments: torch.Tensor, factor: int) -> torch.Tensor:
-    """10 ms labels [B, F10] (1 bona fide, 0 spoof, -1 padding) -> segment labels [B, M].
+    """10 ms labels [B, F10] (1 bona fide, 0 spoof, -1 padding) -> segment labels [B, M], float.
 
     A segment is spoof if any of its valid 10 ms frames is (min over 1/0), as the utterance
-    label follows its segments. M = max(n_segments); labels and model frames may disagree by a
+    label follows its segments; mixup's soft labels (bona fide probabilities) take the same min. M = max(n_segments); labels and model frames may disagree by a
     frame or two at the end, so labels past M * factor are dropped and missing ones are -1.
     Segments with no valid frame, or at or past a clip's n_segments, are -1.
     """
-    labels = labels_10ms.long()
+    labels = labels_10ms.float()
     n_segments = n_segments.to(labels.device)
     width = (int(n_segments.max()) if len(n_segments) else 0) * factor
     labels = F.pad(labels, (0, max(0, width - labels.shape[1])), value=IGNORE)[:, :width]
@@ -51,6 +51,6 @@ def segment_targets(labels_10ms: torch.Tensor, n_segments: torch.Tensor, factor:
 def fit_segment_targets(targets: torch.Tensor, seg_lengths: torch.Tensor, size: int) -> torch.Tensor:
     """Segment targets [B, M'] cut or -1-padded to the model's M = size, and -1 past each clip's
     seg_lengths, on the device of seg_lengths (what a loss over [B, size] segments needs)."""
-    targets = targets.to(seg_lengths.device).long()
+    targets = targets.to(seg_lengths.device).float()
     targets = F.pad(targets, (0, max(0, size - targets.shape[1])), value=IGNORE)[:, :size]
     return targets.masked_fill(~valid_mask(seg_lengths, size), IGNORE)

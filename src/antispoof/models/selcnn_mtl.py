@@ -129,9 +129,14 @@ class SELCNNMTL(nn.Module):
         if config.variant in _SEG_HEAD:
             self.seg_head = P2SHead(dim, config.embed_dim)
         self.loss_fn = P2SGradLoss()
+        self.spec_augment: nn.Module | None = None
 
     segment_targets = staticmethod(segment_targets)
     segment_hop_s = SEGMENT_FRAMES * 0.01  # one segment score per 160 ms (time shrinks by 16)
+
+    def set_spec_augment(self, module: nn.Module | None) -> None:
+        """SpecAugment on the LFCC frames (augment.SpecAugment; it acts only in training mode)."""
+        self.spec_augment = module
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -142,6 +147,8 @@ class SELCNNMTL(nn.Module):
         Clips under 16 frames (~150 ms) are zero-extended to one segment.
         """
         feats, frames = self.lfcc(wave, lengths)
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats, frames)
         feats = F.pad(feats, (0, 0, 0, max(0, SEGMENT_FRAMES - feats.shape[1])))
         frames = frames.clamp_min(SEGMENT_FRAMES)
         x = self.cnn(feats[:, None], frames)  # [B, 32, M, F // 16]

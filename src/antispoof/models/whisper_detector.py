@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from antispoof.features import WhisperLogMel
-from antispoof.losses import IGNORE
+from antispoof.losses import soft_cross_entropy
 from antispoof.models.common import fit_segment_targets, masked_mean, masked_min, segment_targets, valid_mask
 from antispoof.models.whisper_weights import MODELS_DIR, WeightsError, resolve_weights
 
@@ -160,6 +160,11 @@ class WhisperDetector(nn.Module):
     def segment_targets(self, labels_10ms: torch.Tensor, n_segments: torch.Tensor) -> torch.Tensor:
         return segment_targets(labels_10ms, n_segments, FRAME_LABELS)
 
+    def set_spec_augment(self, module: nn.Module | None) -> None:
+        """Whisper keeps its own SpecAugment (the config's mask_* values, transformers' masking):
+        a module switches it on, None off; the module's own settings are not used here."""
+        self.encoder.config.apply_spec_augment = module is not None
+
     # ---- fine-tuning knobs ----------------------------------------------------------------
 
     def _freeze(self, n_layers: int) -> None:
@@ -285,18 +290,16 @@ class WhisperDetector(nn.Module):
                 "utt_score": utt_score, "utt_branch_score": utt_branch, "seg_scores": seg_scores}
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
-        """Cross-entropy at both levels; targets are class indices (0 bona fide, 1 spoof, -1 ignored).
+        """Cross-entropy at both levels; targets are spoof probabilities (class indices 0 bona fide,
+        1 spoof, or mixup's soft values; -1 ignored).
 
         A level whose targets are all ignored contributes no loss (None), not a NaN.
         """
         weights = self.config.loss_weights
-        utt_targets = utt_targets.to(outputs["utt_logits"].device).long()
-        utt = F.cross_entropy(outputs["utt_logits"], utt_targets, ignore_index=IGNORE) \
-            if (utt_targets >= 0).any() else None
+        utt = soft_cross_entropy(outputs["utt_logits"], utt_targets.to(outputs["utt_logits"].device))
         seg_logits = outputs["seg_logits"]
         targets = fit_segment_targets(seg_targets, outputs["seg_lengths"].to(seg_logits.device), seg_logits.shape[1])
-        seg = F.cross_entropy(seg_logits.reshape(-1, 2), targets.reshape(-1), ignore_index=IGNORE) \
-            if (targets >= 0).any() else None
+        seg = soft_cross_entropy(seg_logits, targets)
         parts = [weights.get("utt", 1.0) * utt if utt is not None else None,
                  weights.get("seg", 1.0) * seg if seg is not None else None]
         total = sum(p for p in parts if p is not None)
