@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOOLS=(espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts festvox-ru festvox-ca-ona-hts codec2)
+TOOLS=(ffmpeg espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts festvox-ru festvox-ca-ona-hts codec2)
 DATA=(tuxpaint-stamps-default ktuberling-data asterisk-moh-opsound-wav)
 for lang in en es fr it ru; do DATA+=("asterisk-core-sounds-$lang" "asterisk-core-sounds-$lang-g722"); done
 

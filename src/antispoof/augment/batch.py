@@ -206,8 +206,8 @@ class SpecAugment(nn.Module):
     torchaudio's FrequencyMasking / TimeMasking draw on the tensor's device generator, which makes
     GPU and CPU runs differ; here the masks are drawn on the CPU from a seed set per batch
     (`reseed`) and applied as tensor comparisons on the device. Per clip with probability p:
-    `freq_masks` bands of width U[0, freq_width] and `time_masks` spans of width U[0, time_width].
-    Active only in training mode.
+    `freq_masks` bands of width U[0, freq_width] and `time_masks` spans of width U[0, time_width],
+    both only over the clip's own frames (padding stays as it was). Active only in training mode.
     """
 
     def __init__(self, cfg):
@@ -241,7 +241,8 @@ class SpecAugment(nn.Module):
         t_start, t_width = self._spans(self.cfg.time_masks, valid_frames, self.cfg.time_width)
         freq = self._span_mask(f_start, f_width, n_freq, feats.device)
         time = self._span_mask(t_start, t_width, n_time, feats.device)
-        mask = (time[:, :, None] | freq[:, None, :]) & chosen.to(feats.device)[:, None, None]
+        inside = torch.arange(n_time, device=feats.device)[None] < frames.to(feats.device)[:, None]
+        mask = (time[:, :, None] | freq[:, None, :]) & (inside & chosen.to(feats.device)[:, None])[:, :, None]
         return feats.masked_fill(mask, 0.0)
 
 

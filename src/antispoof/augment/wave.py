@@ -12,6 +12,7 @@ generator (seeded by seed, epoch and utt_id), so a fixed seed gives the same cli
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, replace
@@ -153,20 +154,40 @@ def make_noise(cfg, context) -> Step:
     return noise
 
 
-def make_background(cfg, context) -> Step:
-    """Noise beds (music on hold, sound effects) at a random SNR (audiomentations' AddBackgroundNoise)."""
-    from audiomentations import AddBackgroundNoise
+def looped_piece(path: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n samples of a recording from a random offset, looped when it is shorter than n."""
+    sound = _read_cached(path)
+    sound = np.tile(sound, n // max(1, len(sound)) + 2)
+    start = int(rng.integers(0, len(sound) - n + 1))
+    return sound[start: start + n]
 
+
+@functools.lru_cache(maxsize=64)
+def _read_cached(path: str) -> np.ndarray:
+    return read_audio(path)
+
+
+def bed_noise(paths: list[str], n: int, rng: np.random.Generator, tries: int = 8) -> np.ndarray:
+    """A piece of a random noise bed; silent stretches (a pause in the music) are drawn again, so
+    the asked SNR is always met (audiomentations' AddBackgroundNoise returns the clip unchanged
+    when its piece is silent, which would skip the step without a word)."""
+    for _ in range(tries):
+        piece = looped_piece(str(rng.choice(paths)), n, rng)
+        if np.sqrt(np.mean(piece.astype(np.float64) ** 2)) > 1e-4:
+            return piece
+    raise AugmentError(f"augment.wave.background: {tries} silent noise-bed pieces in a row; check the beds")
+
+
+def make_background(cfg, context) -> Step:
+    """Noise beds (music on hold, Tux Paint's sound effects) at a random SNR."""
     beds = context.get("noise_beds") or []
     if not beds:
         raise AugmentError("augment.wave.background: no noise beds found (run `make setup`, which extracts "
                            "them), or set augment.wave.background.p=0")
-    transform = AddBackgroundNoise(sounds_path=beds, min_snr_db=cfg.min_snr_db, max_snr_db=cfg.max_snr_db,
-                                   p=1.0, lru_cache_size=8)
 
     def background(clip: Clip, rng):
-        _seed_libraries(rng)
-        return replace(clip, wave=transform(samples=clip.wave, sample_rate=SR).astype(np.float32))
+        noise = bed_noise(beds, len(clip.wave), rng)
+        return replace(clip, wave=add_noise(clip.wave, noise, rng.uniform(cfg.min_snr_db, cfg.max_snr_db)))
     return background
 
 
@@ -174,10 +195,7 @@ def babble_noise(paths: list[str], n: int, n_speakers: int, rng: np.random.Gener
     """Sum of n_speakers other clips, each looped to n samples from a random offset, equal level."""
     total = np.zeros(n, np.float32)
     for path in rng.choice(paths, size=n_speakers, replace=len(paths) < n_speakers):
-        voice = read_audio(path)
-        voice = np.tile(voice, n // max(1, len(voice)) + 2)
-        start = int(rng.integers(0, len(voice) - n + 1))
-        piece = voice[start: start + n]
+        piece = looped_piece(str(path), n, rng)
         total += piece / (np.sqrt(np.mean(piece**2)) + 1e-8)
     return total
 
