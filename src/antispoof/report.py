@@ -13,6 +13,7 @@ import pandas as pd
 COLUMNS = {  # column title -> (part, metric)
     "OOF utt EER %": ("oof", "eer"),
     "OOF seg EER %": ("oof", "segment_eer"),
+    "OOF F1 @EER": ("oof", "f1_at_eer"),
     "test utt EER %": ("test", "eer"),
     "test seg EER %": ("test", "segment_eer"),
     "test F1 @EER": ("test", "f1_at_eer"),
@@ -20,10 +21,10 @@ COLUMNS = {  # column title -> (part, metric)
 }
 
 
-def collect(output_root: str | Path, dataset: str) -> pd.DataFrame:
-    """One row per finished fold of every experiment."""
+def collect(output_root: str | Path, dataset: str, experiments: str = "*") -> pd.DataFrame:
+    """One row per finished fold of every experiment whose name matches the glob `experiments`."""
     rows = []
-    for path in sorted(Path(output_root, dataset).glob("*/fold*/metrics.json")):
+    for path in sorted(Path(output_root, dataset).glob(f"{experiments}/fold*/metrics.json")):
         m = json.loads(path.read_text())
         row = {"experiment": path.parent.parent.name, "fold": m.get("fold"), "epochs": m.get("epochs"),
                "s/epoch": m.get("seconds_per_epoch"), "params": m.get("n_parameters"),
@@ -52,8 +53,8 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def report(dataset: str, output_root: str | Path = "folds") -> str:
-    folds = collect(output_root, dataset)
+def report(dataset: str, output_root: str | Path = "folds", experiments: str = "*") -> str:
+    folds = collect(output_root, dataset, experiments)
     if folds.empty:
         return f"no finished folds under {Path(output_root, dataset)}"
     return summarise(folds).to_markdown(index=False)
