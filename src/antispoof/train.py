@@ -121,7 +121,8 @@ def wave_augmenter(wave_cfg: DictConfig, train: pd.DataFrame) -> WaveAugmenter:
 # ---- the Lightning module ------------------------------------------------------------------
 
 def class_targets(labels: torch.Tensor) -> torch.Tensor:
-    """Data labels (1 bona fide, 0 spoof, -1 unknown) -> class indices (0 bona fide, 1 spoof, -1)."""
+    """Data labels (1 bona fide, 0 spoof, -1 unknown) -> loss targets: class indices (0 bona fide,
+    1 spoof, -1), which read as spoof probabilities, so mixup's soft bona fide labels map the same way."""
     return torch.where(labels >= 0, 1 - labels, labels)
 
 
