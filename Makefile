@@ -10,7 +10,7 @@ FOLD   ?= 0
 ARGS   ?=
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup weights data folds probe train train-all report demo test clean-data
+.PHONY: setup weights data folds probe train train-all report vote stack demo test clean-data
 
 setup: $(STAMP)
 
@@ -52,12 +52,27 @@ probe: $(STAMP)
 	$(BIN)/antispoof probe --data $(DATASET) --submission submissions/probe_$(DATA).csv
 	$(BIN)/antispoof score submissions/probe_$(DATA).csv --data $(DATASET)
 
-## make demo: mini benchmark, folds, data card, metrics check
+## make vote DATA=mini [ARGS="vote.mode=hard normalise.method=rank"]: voting over every trained experiment
+vote: $(STAMP)
+	$(BIN)/python ensemble/vote.py --dataset $(DATA) $(ARGS)
+
+## make stack DATA=mini [ARGS=...]: LightGBM stacking (nested CV) over every trained experiment
+stack: $(STAMP)
+	$(BIN)/python ensemble/stack.py --dataset $(DATA) $(ARGS)
+
+## make demo: the whole pipeline on mini on the CPU: data (its build runs the shortcut probe), 2 folds,
+## card, SELCNN-MTL (MulBS) and Whisper-tiny on every fold with short schedules under folds/demo,
+## vote, stack, local leaderboard scores. Finished folds are kept: `rm -rf folds/demo` retrains them.
+DEMO_ROOT  := folds/demo
+DEMO_TRAIN := --data mini --all-folds output_root=$(DEMO_ROOT) data.folds=2 augment=none
 demo: $(STAMP)
 	$(MAKE) data DATA=mini
-	$(MAKE) folds DATA=mini
 	$(BIN)/antispoof card --data data/spoofbench-mini
-	$(MAKE) probe DATA=mini
+	$(BIN)/antispoof folds --data data/spoofbench-mini --k 2 --out $(DEMO_ROOT)/spoofbench-mini/folds.csv
+	$(BIN)/antispoof train --model selcnn_mulbs $(DEMO_TRAIN) trainer.max_epochs=2
+	$(BIN)/antispoof train --model whisper_tiny $(DEMO_TRAIN) trainer.max_epochs=1
+	$(BIN)/python ensemble/vote.py --config ensemble/demo --dataset mini
+	$(BIN)/python ensemble/stack.py --config ensemble/demo --dataset mini
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

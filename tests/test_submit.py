@@ -169,3 +169,141 @@ def test_refuses_bad_competition_json(tmp_path, data_dir):
     (data_dir / "competition.json").write_text('{"id_colum": "x"}')
     with pytest.raises(ManifestError, match="competition.json: unknown key"):
         score_submission(write(tmp_path, submission(score=SCORES)), data_dir)
+
+
+# ---- writers: every format round-trips through `antispoof score` ------------------------------------
+
+from antispoof.cli import main as cli  # noqa: E402
+from antispoof.data.manifest import load_segments, load_split  # noqa: E402
+from antispoof.submit import (region_frames, write_asvspoof5_scores, write_label_submission,  # noqa: E402
+                              write_score_submission, write_segment_submission)
+
+
+def cli_score(path, data, capsys):
+    assert cli(["score", str(path), "--data", str(data)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def regions_of(labels_10ms):
+    """(start, end) of every spoofed run of 10 ms labels."""
+    edges = np.flatnonzero(np.diff(np.r_[0, labels_10ms == 0, 0].astype(int)))
+    return [(a * 0.01, b * 0.01) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def test_every_format_round_trips_through_antispoof_score_on_tiny(tiny, tmp_path, capsys):
+    test = load_split(tiny, "test", check_files=False)  # the test reads the hidden labels to check
+    hidden = load_segments(tiny / "solution_segments.npz", test)
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=len(test)) + 2 * (test["label"] == "bonafide").to_numpy()
+    order = rng.permutation(len(test))  # writers put rows in test.csv order whatever they are given
+    ids = test["utt_id"].to_numpy()[order]
+
+    labels_csv = write_label_submission(tmp_path / "x_f1.csv", ids, scores[order] < 1.0, tiny)
+    got = cli_score(labels_csv, tiny, capsys)
+    truth = (test["label"] == "spoof").to_numpy()
+    assert got["f1"] == pytest.approx(M.binary_scores(truth, scores < 1.0)["f1"])
+    assert pd.read_csv(labels_csv, dtype=str)["utt_id"].tolist() == test["utt_id"].tolist()
+
+    scores_csv = write_score_submission(tmp_path / "x_eer.csv", ids, scores[order], tiny)
+    eer = cli_score(scores_csv, tiny, capsys)["eer"]
+    assert eer == pytest.approx(M.utterance_metrics(scores, test["label"])["eer"])
+
+    tsv = write_asvspoof5_scores(tmp_path / "x.tsv", ids, scores[order], tiny)
+    assert tsv.read_text().splitlines()[0] == "filename\tcm-score"
+    assert cli_score(tsv, tiny, capsys)["eer"] == eer
+    keys = tmp_path / "keys.tsv"
+    test[["utt_id", "label"]].set_axis(["filename", "cm-label"], axis=1).to_csv(keys, sep="\t", index=False)
+    assert cli(["evaluate", "--scores", str(tsv), "--keys", str(keys)]) == 0
+    assert json.loads(capsys.readouterr().out)["eer"] == pytest.approx(eer)
+
+    truth_regions = pd.DataFrame([(u, a, b) for u in test["utt_id"] for a, b in regions_of(hidden[u])],
+                                 columns=["utt_id", "start", "end"])
+    assert len(truth_regions) >= (test["label"] == "spoof").sum()
+    oracle = cli_score(write_segment_submission(tmp_path / "x_seg.csv", truth_regions, tiny), tiny, capsys)
+    assert oracle["segment_f1"] == 1.0 and oracle["utterance_f1"] == 1.0
+    half = truth_regions.iloc[::2]
+    partial = cli_score(write_segment_submission(tmp_path / "x_half.csv", half, tiny), tiny, capsys)
+    assert partial["segment_precision"] == 1.0 and partial["segment_recall"] < 1.0
+
+
+def test_region_frames_use_frame_centres():
+    regions = pd.DataFrame({"start": [0.02, 0.5], "end": [0.05, 0.7]})
+    frames = region_frames(regions, 60)
+    assert np.flatnonzero(frames == 0).tolist() == [2, 3, 4, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59]
+
+
+@pytest.fixture
+def competition(data_dir):
+    """The scorer fixture plus a test.csv, which the writers check ids against."""
+    pd.DataFrame({"utt_id": SOLUTION["utt_id"], "path": "a.flac", "duration": 1.0}).to_csv(
+        data_dir / "test.csv", index=False)
+    np.savez(data_dir / "solution_segments.npz",
+             **{u: np.full(100, 1 if lab == "bonafide" else 0, dtype=np.int8)
+                for u, lab in zip(SOLUTION["utt_id"], SOLUTION["label"])})
+    return data_dir
+
+
+def test_headerless_competition_round_trips(tmp_path, competition):
+    (competition / "competition.json").write_text(json.dumps({"header": False, "positive": "bonafide",
+                                                              "positive_value": "real", "negative_value": "fake"}))
+    spoof = SCORES < 0
+    path = write_label_submission(tmp_path / "l.csv", SOLUTION["utt_id"], spoof, competition)
+    assert path.read_text().splitlines()[0] == "000,real"
+    got = score_submission(path, competition)
+    assert got["f1"] == pytest.approx(M.binary_scores(SOLUTION["label"] == "bonafide", ~spoof)["f1"])
+    path = write_score_submission(tmp_path / "s.csv", SOLUTION["utt_id"], SCORES, competition)
+    assert score_submission(path, competition)["eer"] == pytest.approx(M.compute_eer(SCORES[:4], SCORES[4:])[0])
+
+
+def test_competition_json_header_must_be_boolean(tmp_path, competition):
+    (competition / "competition.json").write_text('{"header": "no"}')
+    with pytest.raises(ManifestError, match="header must be true or false"):
+        write_label_submission(tmp_path / "l.csv", SOLUTION["utt_id"], SCORES < 0, competition)
+
+
+@pytest.mark.parametrize("ids, pattern", [
+    (SOLUTION["utt_id"].iloc[:-2], "2 of 10 test ids missing, e.g. '008'; nothing written"),
+    ([*SOLUTION["utt_id"].iloc[:-1], "zzz"], "1 of 10 test ids missing.*"),
+    ([*SOLUTION["utt_id"], "zzz"], "1 id.*not in test.csv, e.g. 'zzz'"),
+    ([*SOLUTION["utt_id"].iloc[:-1], "000"], "duplicate id '000'"),
+])
+def test_writers_refuse_ids_that_do_not_match_test_csv(tmp_path, competition, ids, pattern):
+    path = tmp_path / "sub.csv"
+    for write in (write_label_submission, write_score_submission, write_asvspoof5_scores):
+        with pytest.raises(ManifestError, match=pattern) as err:
+            write(path, ids, np.zeros(len(ids)), competition)
+        assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+        assert not path.exists()
+
+
+def test_writers_refuse_non_finite_scores(tmp_path, competition):
+    scores = SCORES.copy()
+    scores[3] = np.nan
+    with pytest.raises(ManifestError, match="score of '003' is not a finite number"):
+        write_score_submission(tmp_path / "s.csv", SOLUTION["utt_id"], scores, competition)
+
+
+def test_segment_writer_and_scorer_refuse_bad_regions(tmp_path, competition):
+    bad = pd.DataFrame({"utt_id": ["004", "zzz"], "start": [0.1, 0.0], "end": [0.2, 0.1]})
+    with pytest.raises(ManifestError, match="1 id.*not in test.csv, e.g. 'zzz'"):
+        write_segment_submission(tmp_path / "r.csv", bad, competition)
+    with pytest.raises(ManifestError, match="region 0.3-0.2 s of '004'"):
+        write_segment_submission(tmp_path / "r.csv", pd.DataFrame({"utt_id": ["004"], "start": [0.3], "end": [0.2]}),
+                                 competition)
+    refused(tmp_path, competition, "utt_id,start,end\n004,0.1,0.2\nzzz,0,1\n", "1 id.*not in the solution, e.g. 'zzz'")
+    refused(tmp_path, competition, "utt_id,start,end\n004,0.5,0.2\n", "row 1: 004: region 0.5-0.2 s")
+    refused(tmp_path, competition, "utt_id,start,end\n004,a,0.2\n", "row 1: 004: start 'a' is not a finite number")
+
+
+def test_segment_scores_count_frames_and_clips(tmp_path, competition):
+    # every spoof clip (004-009) fully marked except 009; one bona fide clip (000) half marked
+    rows = [(u, 0.0, 1.0) for u in ["004", "005", "006", "007", "008"]] + [("000", 0.0, 0.5)]
+    path = write_segment_submission(tmp_path / "r.csv", pd.DataFrame(rows, columns=["utt_id", "start", "end"]),
+                                    competition)
+    got = score_submission(path, competition)
+    # frames: tp 500, fp 50, fn 100 (clip 009)
+    assert got["segment_precision"] == pytest.approx(500 / 550)
+    assert got["segment_recall"] == pytest.approx(500 / 600)
+    # clips: tp 5, fp 1, fn 1
+    assert got["utterance_f1"] == pytest.approx(10 / 12)
+    assert got["n_regions"] == 6

@@ -1,10 +1,16 @@
-"""Submissions: the local leaderboard scorer (writers come later).
+"""Submissions: the writers every leaderboard file goes through, and the local leaderboard scorer.
 
 A submission is a CSV with an id column and a hard `label` column (competition 0/1,
-1 = spoof by default) and/or a `score` column (higher = more bona fide). The column names
-and the 0/1 mapping come from an optional `<data_dir>/competition.json`, so an imported
-competition keeps its own format (e.g. `speech_name`). The scorer refuses anything a real
-leaderboard would refuse, with one line naming the file, instead of scoring a partial join.
+1 = spoof by default) and/or a `score` column (higher = more bona fide). The column names,
+the 0/1 mapping and whether the file has a header come from an optional
+`<data_dir>/competition.json`, so an imported competition keeps its own format (e.g.
+`speech_name`). Two more formats are written and scored here:
+  * an ASVspoof 5 score file: TSV with the header `filename<TAB>cm-score`;
+  * a segment file: `<id>,start,end` per spoofed region in seconds (several rows per clip,
+    none for a clip without spoofed regions), scored against the hidden 10 ms labels.
+Writers refuse ids that do not match test.csv, and the scorer refuses anything a real
+leaderboard would refuse, each with one line naming the file, instead of a partial join.
+This module is the only one that reads the hidden solution files.
 """
 from __future__ import annotations
 
@@ -14,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import LABELS, fail, first_row, read_manifest
+from antispoof.data.manifest import (LABELS, SEGMENT_HOP_S, fail, first_row, load_segments, load_split,
+                                     read_manifest)
 from antispoof.metrics import binary_scores, bonafide_mask, compute_eer, utterance_metrics
+from antispoof.utils import write_csv_atomic
 
 COMPETITION_DEFAULTS = {
     "id_column": "utt_id",
@@ -24,8 +32,11 @@ COMPETITION_DEFAULTS = {
     "positive": "spoof",
     "positive_value": 1,
     "negative_value": 0,
+    "header": True,
 }
 GROUP_COLUMNS = ("attack", "language")
+ASVSPOOF5_COLUMNS = ("filename", "cm-score")
+SEGMENT_COLUMNS = ("start", "end")
 
 
 def load_competition(data_dir) -> dict:
@@ -48,31 +59,158 @@ def load_competition(data_dir) -> dict:
         fail(path, f"positive must be bonafide or spoof, not {cfg['positive']!r}")
     if str(cfg["positive_value"]) == str(cfg["negative_value"]):
         fail(path, "positive_value and negative_value must differ")
+    if not isinstance(cfg["header"], bool):
+        fail(path, f"header must be true or false, not {cfg['header']!r}")
     return cfg
 
 
-def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
-    """The submission as strings (ids like '007' must survive), with its id column checked."""
+# ---- writers ------------------------------------------------------------------------------
+
+def expected_ids(data_dir) -> pd.Series:
+    """The ids a submission must cover, in test.csv order (no hidden labels are read)."""
+    return read_manifest(Path(data_dir) / "test.csv", "test", check_files=False)["utt_id"]
+
+
+def _checked_ids(path: Path, ids, expected: pd.Series, allow_missing: bool = False,
+                 allow_repeats: bool = False) -> pd.Series:
+    """ids as strings, refused (one line naming the file) unless they match test.csv."""
+    ids = pd.Series(np.asarray(ids, dtype=str))
+    if not allow_repeats and ids.duplicated().any():
+        fail(path, f"duplicate id '{ids[ids.duplicated()].iloc[0]}'; nothing written")
+    wanted, given = set(expected), set(ids)
+    missing, extra = sorted(wanted - given), sorted(given - wanted)
+    if missing and not allow_missing:
+        fail(path, f"{len(missing)} of {len(wanted)} test ids missing, e.g. '{missing[0]}'; nothing written")
+    if extra:
+        fail(path, f"{len(extra)} id(s) not in test.csv, e.g. '{extra[0]}'; nothing written")
+    return ids
+
+
+def _in_test_order(path: Path, ids, values: dict, data_dir) -> pd.DataFrame:
+    """One row per test id, in test.csv order, with the given value columns."""
+    expected = expected_ids(data_dir).to_numpy()
+    ids = _checked_ids(path, ids, expected)
+    df = pd.DataFrame({k: np.asarray(v) for k, v in values.items()}, index=ids.to_numpy()).loc[expected]
+    return df.reset_index(drop=True).assign(_id=expected)
+
+
+def _finite(path: Path, ids, scores) -> np.ndarray:
+    scores = np.asarray(scores, dtype=float)
+    if scores.shape != (len(ids),):
+        fail(path, f"{scores.size} scores for {len(ids)} ids; nothing written")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        fail(path, f"score of '{np.asarray(ids)[bad][0]}' is not a finite number; nothing written")
+    return scores
+
+
+def write_label_submission(path, ids, is_spoof, data_dir) -> Path:
+    """Hard labels in the competition's 0/1 (positive class spoof unless competition.json says otherwise)."""
+    path, cfg = Path(path), load_competition(data_dir)
+    df = _in_test_order(path, ids, {"spoof": np.asarray(is_spoof, dtype=bool)}, data_dir)
+    positive = df["spoof"] if cfg["positive"] == "spoof" else ~df["spoof"]
+    out = pd.DataFrame({cfg["id_column"]: df["_id"],
+                        cfg["label_column"]: np.where(positive, cfg["positive_value"], cfg["negative_value"])})
+    write_csv_atomic(out, path, header=cfg["header"])
+    return path
+
+
+def write_score_submission(path, ids, scores, data_dir) -> Path:
+    """Scores (higher = more bona fide), scored by EER and the other threshold-free metrics."""
+    path, cfg = Path(path), load_competition(data_dir)
+    df = _in_test_order(path, ids, {"score": _finite(path, ids, scores)}, data_dir)
+    out = pd.DataFrame({cfg["id_column"]: df["_id"], cfg["score_column"]: df["score"]})
+    write_csv_atomic(out, path, header=cfg["header"])
+    return path
+
+
+def write_asvspoof5_scores(path, ids, scores, data_dir) -> Path:
+    """ASVspoof 5 score file: TSV, header filename<TAB>cm-score (what `antispoof evaluate` reads)."""
+    path = Path(path)
+    df = _in_test_order(path, ids, {"score": _finite(path, ids, scores)}, data_dir)
+    out = pd.DataFrame({ASVSPOOF5_COLUMNS[0]: df["_id"], ASVSPOOF5_COLUMNS[1]: df["score"]})
+    write_csv_atomic(out, path, sep="\t")
+    return path
+
+
+def write_segment_submission(path, regions: pd.DataFrame, data_dir) -> Path:
+    """Spoofed regions: one row per region (utt_id, start, end in seconds); clips without any
+    spoofed region have no row, so only unknown ids and malformed regions are refused."""
+    path, cfg = Path(path), load_competition(data_dir)
+    missing = [c for c in ("utt_id", *SEGMENT_COLUMNS) if c not in regions.columns]
+    if missing:
+        fail(path, f"regions lack column(s) {', '.join(missing)}; nothing written")
+    ids = _checked_ids(path, regions["utt_id"], expected_ids(data_dir), allow_missing=True, allow_repeats=True)
+    start, end = regions["start"].to_numpy(float), regions["end"].to_numpy(float)
+    bad = ~(np.isfinite(start) & np.isfinite(end) & (start >= 0) & (end > start))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        fail(path, f"region {start[i]}-{end[i]} s of '{ids.iloc[i]}' is not 0 <= start < end; nothing written")
+    out = pd.DataFrame({cfg["id_column"]: ids, "start": start, "end": end})
+    write_csv_atomic(out, path)
+    return path
+
+
+# ---- reading submissions ----------------------------------------------------------------
+
+def _read_text_table(path: Path, sep: str = ",", header: bool = True) -> pd.DataFrame:
     if not path.is_file():
         fail(path, "file not found")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=0 if header else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        fail(path, f"malformed CSV ({str(err).splitlines()[0]})")
+        fail(path, f"malformed {'TSV' if sep == chr(9) else 'CSV'} ({str(err).splitlines()[0]})")
+
+
+def _name_headerless(path: Path, df: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """Column names of a header-less file, by position: id, then label and/or score.
+
+    With two columns the second is the label when every value is one of the competition's
+    two label values, otherwise the score.
+    """
+    if df.shape[1] == 3:
+        return df.set_axis([cfg["id_column"], cfg["label_column"], cfg["score_column"]], axis=1)
+    if df.shape[1] != 2:
+        fail(path, f"a header-less submission needs 2 or 3 columns, found {df.shape[1]}")
+    second = df.iloc[:, 1]
+    is_label = (_matches(second, cfg["positive_value"]) | _matches(second, cfg["negative_value"])).all()
+    return df.set_axis([cfg["id_column"], cfg["label_column"] if is_label else cfg["score_column"]], axis=1)
+
+
+def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
+    """The submission as strings (ids like '007' must survive), with its id column checked.
+
+    An ASVspoof 5 TSV (.tsv) is read as a score submission: filename -> id, cm-score -> score.
+    """
+    if path.suffix.lower() == ".tsv":
+        df = _read_text_table(path, sep="\t")
+        missing = [c for c in ASVSPOOF5_COLUMNS if c not in df.columns]
+        if missing:
+            fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+        df = df.rename(columns=dict(zip(ASVSPOOF5_COLUMNS, (cfg["id_column"], cfg["score_column"]))))
+    else:
+        df = _read_text_table(path, header=cfg["header"])
+        if not cfg["header"]:
+            df = _name_headerless(path, df, cfg)
     id_col = cfg["id_column"]
     if id_col not in df.columns:
         fail(path, f"missing id column '{id_col}'; found {', '.join(map(str, df.columns))}")
-    if cfg["label_column"] not in df.columns and cfg["score_column"] not in df.columns:
-        fail(path, f"needs a '{cfg['label_column']}' and/or a '{cfg['score_column']}' column; "
-                    f"found {', '.join(map(str, df.columns))}")
     ids = df[id_col].str.strip()
     if (ids == "").any():
         fail(path, f"empty {id_col}", row=first_row(ids == ""))
-    if ids.duplicated().any():
-        row = first_row(ids.duplicated())
-        fail(path, f"duplicate {id_col} '{ids.iloc[row - 1]}'", row=row)
     df[id_col] = ids
+    df["_row"] = np.arange(1, len(df) + 1)
     return df
+
+
+def _check_utterance_columns(path: Path, df: pd.DataFrame, cfg: dict) -> None:
+    id_col = cfg["id_column"]
+    if cfg["label_column"] not in df.columns and cfg["score_column"] not in df.columns:
+        fail(path, f"needs a '{cfg['label_column']}' and/or a '{cfg['score_column']}' column; "
+                    f"found {', '.join(c for c in map(str, df.columns) if c != '_row')}")
+    if df[id_col].duplicated().any():
+        row = first_row(df[id_col].duplicated())
+        fail(path, f"duplicate {id_col} '{df[id_col].iloc[row - 1]}'", row=row)
 
 
 def _align(path: Path, df: pd.DataFrame, solution: pd.DataFrame, id_col: str) -> pd.DataFrame:
@@ -108,16 +246,17 @@ def _predicted_positive(path: Path, df: pd.DataFrame, cfg: dict) -> np.ndarray:
     return pos
 
 
-def _scores(path: Path, df: pd.DataFrame, cfg: dict) -> np.ndarray:
-    column = cfg["score_column"]
+def _numbers(path: Path, df: pd.DataFrame, column: str, id_col: str) -> np.ndarray:
     values = pd.to_numeric(df[column].str.strip(), errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values)
     if bad.any():
         i = first_row(bad) - 1
-        fail(path, f"{df[cfg['id_column']].iloc[i]}: {column} '{df[column].iloc[i]}' is not a "
+        fail(path, f"{df[id_col].iloc[i]}: {column} '{df[column].iloc[i]}' is not a "
                     f"finite number", row=int(df["_row"].iloc[i]))
     return values
 
+
+# ---- scoring ----------------------------------------------------------------------------
 
 def _group_eers(scores: np.ndarray, solution: pd.DataFrame, column: str) -> dict:
     """EER per value of a metadata column, for groups where it is defined.
@@ -147,18 +286,9 @@ def _score_metrics(scores: np.ndarray, solution: pd.DataFrame, positive: str) ->
     return out
 
 
-def score_submission(submission_csv, data_dir) -> dict:
-    """Leaderboard numbers of a submission against `<data_dir>/solution.csv`.
-
-    Hard labels give f1 / precision / recall / accuracy (positive class from
-    competition.json, spoof by default); scores give EER, minDCF, actDCF, Cllr, best F1 and
-    F1 at the EER threshold, plus EER per attack / language where solution.csv has them.
-    """
-    path, data_dir = Path(submission_csv), Path(data_dir)
-    cfg = load_competition(data_dir)
+def _score_utterances(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
+    _check_utterance_columns(path, df, cfg)
     solution = read_manifest(data_dir / "solution.csv", "solution")
-    df = _read_submission(path, cfg)
-    df["_row"] = np.arange(1, len(df) + 1)
     df = _align(path, df, solution, cfg["id_column"])
     truth_bona = bonafide_mask(solution["label"])
     result = {"n": int(len(solution)), "n_bonafide": int(truth_bona.sum()),
@@ -169,5 +299,99 @@ def score_submission(submission_csv, data_dir) -> dict:
     if cfg["score_column"] in df.columns:
         if truth_bona.all() or not truth_bona.any():
             fail(data_dir / "solution.csv", "needs both bonafide and spoof rows to score a 'score' column")
-        result.update(_score_metrics(_scores(path, df, cfg), solution, cfg["positive"]))
+        scores = _numbers(path, df, cfg["score_column"], cfg["id_column"])
+        result.update(_score_metrics(scores, solution, cfg["positive"]))
     return result
+
+
+def region_frames(regions: pd.DataFrame, n_frames: int, hop_s: float = SEGMENT_HOP_S) -> np.ndarray:
+    """10 ms labels (1 = bona fide, 0 = spoof) of a clip from its spoofed regions.
+
+    A frame is spoofed when its centre lies in [start, end): regions on the 10 ms grid map
+    back to exactly the frames they were made from.
+    """
+    frames = np.ones(n_frames, dtype=np.int8)
+    for start, end in zip(regions["start"], regions["end"]):
+        first = int(np.ceil(round(start / hop_s - 0.5, 6)))
+        stop = int(np.ceil(round(end / hop_s - 0.5, 6)))
+        frames[max(first, 0): max(stop, 0)] = 0
+    return frames
+
+
+def _score_segments(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
+    """Frame-level (10 ms) and derived utterance-level F1 of a spoofed-regions file."""
+    id_col = cfg["id_column"]
+    test = load_split(data_dir, "test", check_files=False)
+    if "label" not in test.columns:
+        fail(data_dir / "solution.csv", "file not found (needed to score segments)")
+    hidden = load_segments(data_dir / "solution_segments.npz", test)
+    extra = sorted(set(df[id_col]) - set(test["utt_id"]))
+    if extra:
+        fail(path, f"{len(extra)} id(s) not in the solution, e.g. '{extra[0]}'")
+    df = df.assign(start=_numbers(path, df, "start", id_col), end=_numbers(path, df, "end", id_col))
+    bad = (df["start"] < 0) | (df["end"] <= df["start"])
+    if bad.any():
+        i = first_row(bad) - 1
+        fail(path, f"{df[id_col].iloc[i]}: region {df['start'].iloc[i]}-{df['end'].iloc[i]} s is not "
+                    f"0 <= start < end", row=int(df["_row"].iloc[i]))
+    by_id = dict(tuple(df.groupby(id_col)))
+    empty = df.iloc[:0]
+    pred = {u: region_frames(by_id.get(u, empty), hidden[u].size) for u in test["utt_id"]}
+    truth_bona = np.concatenate([hidden[u] == 1 for u in test["utt_id"]])
+    pred_bona = np.concatenate([pred[u] == 1 for u in test["utt_id"]])
+    flip = cfg["positive"] == "spoof"
+    frame = binary_scores(truth_bona ^ flip, pred_bona ^ flip)
+    utt_truth = bonafide_mask(test["label"])
+    utt_pred = np.array([bool(pred[u].all()) for u in test["utt_id"]])
+    result = {"n": int(len(test)), "n_regions": int(len(df)), "n_frames": int(truth_bona.size)}
+    result.update({f"segment_{k}": v for k, v in frame.items()})
+    result.update({f"utterance_{k}": v for k, v in binary_scores(utt_truth ^ flip, utt_pred ^ flip).items()})
+    return result
+
+
+def score_submission(submission_csv, data_dir) -> dict:
+    """Leaderboard numbers of a submission against `<data_dir>/solution.csv`.
+
+    Hard labels give f1 / precision / recall / accuracy (positive class from
+    competition.json, spoof by default); scores (a CSV score column or an ASVspoof 5 TSV)
+    give EER, minDCF, actDCF, Cllr, best F1 and F1 at the EER threshold, plus EER per
+    attack / language where solution.csv has them; a regions file (start, end columns) gives
+    segment_* (10 ms frames, pooled) and utterance_* (a clip with a region is spoof) scores.
+    """
+    path, data_dir = Path(submission_csv), Path(data_dir)
+    cfg = load_competition(data_dir)
+    df = _read_submission(path, cfg)
+    if all(c in df.columns for c in SEGMENT_COLUMNS):
+        return _score_segments(path, df, data_dir, cfg)
+    return _score_utterances(path, df, data_dir, cfg)
+
+
+def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "<in memory>") -> dict:
+    """What score_submission would say about these predictions, without writing a file.
+
+    The ensemble uses it for the rows it does not submit (single models, other vote modes);
+    the values go through the same text conversion as a file, so the numbers are identical.
+    """
+    cfg = load_competition(data_dir)
+    columns = {cfg["id_column"]: np.asarray(ids, dtype=str)}
+    if is_spoof is not None:
+        spoof = np.asarray(is_spoof, dtype=bool)
+        positive = spoof if cfg["positive"] == "spoof" else ~spoof
+        columns[cfg["label_column"]] = np.where(positive, cfg["positive_value"], cfg["negative_value"]).astype(str)
+    if scores is not None:
+        columns[cfg["score_column"]] = [repr(float(s)) for s in scores]
+    df = pd.DataFrame(columns).astype(str)
+    df["_row"] = np.arange(1, len(df) + 1)
+    return _score_utterances(Path(source), df, Path(data_dir), cfg)
+
+
+def hidden_solution(data_dir) -> tuple[pd.DataFrame, dict]:
+    """The hidden test labels and 10 ms segment labels, for the evaluation report only.
+
+    Ensembles are fitted before this is called; the report uses it to draw test DET curves,
+    score histograms and timelines of what the scorer already measured.
+    """
+    test = load_split(Path(data_dir), "test", check_files=False)
+    if "label" not in test.columns:
+        fail(Path(data_dir) / "solution.csv", "file not found")
+    return test, load_segments(Path(data_dir) / "solution_segments.npz", test)
