@@ -12,7 +12,7 @@ from antispoof.augment import AugmentError, BatchAugmenter, SpecAugment, WaveAug
 from antispoof.augment.batch import (FRAME, add_noise_at_snr, hash_normal, mixup, plan_mixup, plan_noise,
                                      plan_splice, splice)
 from antispoof.augment.wave import WAVE_STEPS, crop_clip, Clip, stretch_labels
-from antispoof.config import load_config
+from antispoof.config import ConfigError, load_config
 from antispoof.data.audio import read_audio
 from antispoof.data.dataset import ClipDataset, collate
 from antispoof.data.manifest import load_segments, load_split
@@ -169,6 +169,19 @@ def test_mixup_is_a_convex_combination_with_soft_labels():
     assert all(i != j and 0 <= lam <= 1 and i != 3 for i, j, lam in plans)
 
 
+def test_mixup_partners_contribute_their_original_clip():
+    """A clip mixed earlier in the loop is still its original self as a later clip's partner."""
+    sizes, labels = [1600, 2400, 800], [1, 0, 1]
+    batch = collate([{"utt_id": str(i), "wave": torch.randn(n), "label": lab,
+                      "seg": torch.full((-(-n // FRAME),), lab)} for i, (n, lab) in enumerate(zip(sizes, labels))])
+    out = mixup(batch, [(0, 1, 0.5), (1, 0, 0.5), (2, 0, 0.25)])
+    torch.testing.assert_close(out["wave"][1], 0.5 * batch["wave"][1] + 0.5 * batch["wave"][0])
+    torch.testing.assert_close(out["wave"][2], 0.25 * batch["wave"][2] + 0.75 * batch["wave"][0])
+    assert out["label"].tolist() == pytest.approx([0.5, 0.5, 1.0])
+    assert out["lengths"].tolist() == [2400, 2400, 1600], "clip 2 ends where the original clip 0 ends"
+    assert out["seg_lengths"].tolist() == [15, 15, 10]
+
+
 # ---- SNRs ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("snr", [0.0, 12.0, 30.0])
@@ -229,8 +242,11 @@ def test_hash_noise_is_normal_and_seeded():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_gpu_and_cpu_give_the_same_batch(partial_clips):
     cfg = load_config("augment/all").batch
-    cfg.splice.max_host_s, cfg.noise.p = 15.0, 1.0
+    cfg.splice.max_host_s, cfg.splice.p, cfg.mixup.p, cfg.noise.p = 15.0, 1.0, 1.0, 1.0
     cpu = BatchAugmenter(cfg, seed=1)(_batch(partial_clips), 2, 5)
+    plain = _batch(partial_clips)
+    assert cpu["wave"].shape[1] > plain["wave"].shape[1], "splice ran"
+    assert cpu["label"].dtype.is_floating_point, "mixup ran"
     gpu_batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in _batch(partial_clips).items()}
     gpu = BatchAugmenter(cfg, seed=1)(gpu_batch, 2, 5)
     for key in ("wave", "seg", "label", "lengths"):
@@ -314,6 +330,12 @@ def test_nothing_is_silently_skipped():
     bad["wobble"] = {"p": 1.0}
     with pytest.raises(AugmentError, match="wobble"):
         WaveAugmenter(bad)
+    bad_batch = load_config("augment/none").batch
+    bad_batch["mixupp"] = {"p": 1.0}
+    with pytest.raises(AugmentError, match="mixupp"):
+        BatchAugmenter(bad_batch, 0)
+    with pytest.raises(ConfigError, match="did you mean augment.batch.mixup.p"):
+        experiment_config("selcnn_segbw", None, ["augment=all", "augment.batch.mixupp.p=0.5"])
 
 
 def test_module_augments_training_batches_only(tiny, partial_clips):

@@ -16,13 +16,13 @@ from antispoof.data.manifest import ManifestError, save_segments
 from antispoof.ensemble import crossfit
 from antispoof.ensemble.features import segment_statistics
 from antispoof.ensemble.normalise import Normaliser
-from antispoof.ensemble.pipeline import ensemble_config, main as ensemble_main, run
+from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
 from antispoof.ensemble.segments import clip_regions, regions_table
 from antispoof.ensemble.stack import LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import EnsembleWarning, load_ensemble
 from antispoof.ensemble.thresholds import eer_threshold, f1_threshold, prior_weights
-from antispoof.ensemble.vote import (HardVote, SoftVote, majority_score, majority_threshold, search_weights,
-                                     weighted_mean)
+from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_score, majority_threshold,
+                                     search_weights, weighted_mean)
 from antispoof.predict import write_table
 from antispoof.submit import region_frames
 
@@ -371,13 +371,19 @@ def _garble_fold(ens, fold):
     ens.oof = ens.oof.assign(label=flipped)
 
 
-@pytest.mark.parametrize("system", [LightGBMStack, LogisticFusion, SoftVote])
+SYSTEMS = {"stack": LightGBMStack, "logreg": LogisticFusion, "soft": SoftVote,
+           "hard": lambda cfg: HardVote(cfg, False), "strictness": lambda cfg: HardVote(cfg, True),
+           "single": lambda cfg: SingleModel("beta", cfg)}
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
 def test_a_fold_is_predicted_without_its_own_labels(project, system):
     cfg = config(project)
     ens = load_ensemble(cfg.dataset, cfg.output_root)
-    before = crossfit.cross_fit(ens, system(cfg))
+    assert all("label" not in m.oof for m in ens.models.values()), "labels only in ens.oof"
+    before = crossfit.cross_fit(ens, SYSTEMS[system](cfg))
     _garble_fold(ens, 0)
-    after = crossfit.cross_fit(ens, system(cfg))
+    after = crossfit.cross_fit(ens, SYSTEMS[system](cfg))
     fold0 = (ens.oof["fold"] == 0).to_numpy()
     assert after.oof[fold0] == pytest.approx(before.oof[fold0], abs=0, rel=0), "fold 0 saw its own labels"
     assert (after.oof_spoof[fold0] == before.oof_spoof[fold0]).all()
@@ -396,6 +402,23 @@ def test_fits_only_ever_see_the_other_folds(project):
 
     crossfit.cross_fit(ens, Spy(cfg))
     assert seen == [{1, 2}, {0, 2}, {0, 1}, {0, 1, 2}]
+
+
+def test_inner_segment_thresholds_never_see_the_inner_validation_clip(project, monkeypatch):
+    """Inside one fit, each inner split's segment thresholds come from its inner training rows:
+    every clip of the fit is left out of exactly one of them (the split that scores it)."""
+    from antispoof.ensemble import stack
+
+    cfg = config(project)
+    ens = load_ensemble(cfg.dataset, cfg.output_root)
+    seen, fitted = [], stack.seg_thresholds
+    monkeypatch.setattr(stack, "seg_thresholds", lambda ens, rows: seen.append(rows.copy()) or fitted(ens, rows))
+    rows = (ens.oof["fold"] != 0).to_numpy()
+    LightGBMStack(cfg).fit(ens, rows)
+    *inner, final = seen
+    assert len(inner) == cfg.stack.inner_folds and (final == rows).all()
+    left_out = sum((rows & ~m).astype(int) for m in inner)
+    assert (left_out[rows] == 1).all() and not any((m & ~rows).any() for m in inner)
 
 
 # ---- end to end: submissions round-trip through the scorer ------------------------------------------
@@ -465,6 +488,21 @@ def test_entry_point_prints_one_line_errors(project, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("ensemble/vote.py: error: ") and "no experiments found" in err
     assert "\n" not in err
-    from antispoof.ensemble.pipeline import parse_args
+    from antispoof.leaderboard import parse_args
     args = parse_args("vote", ["--experiments", "a", "b", "vote.mode=hard", "--dataset", "mini", "seed=1"])
     assert args.experiments == ["a", "b"] and args.overrides == ["vote.mode=hard", "seed=1"]
+
+
+def test_entry_points_run_as_scripts(tmp_path):
+    """`python ensemble/vote.py` and `stack.py` as the user runs them: help, and a one-line error."""
+    import subprocess
+    import sys
+
+    for script in ("ensemble/vote.py", "ensemble/stack.py"):
+        shown = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+        assert shown.returncode == 0 and "--experiments" in shown.stdout
+    bad = subprocess.run([sys.executable, "ensemble/vote.py", "vote.mdoe=hard"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "ensemble/vote.py: error: configs/ensemble/default.yaml: unknown config key 'vote.mdoe' "
+        "(did you mean vote.mode?); write +vote.mdoe=... to add a new key"]

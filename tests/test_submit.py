@@ -253,6 +253,13 @@ def test_headerless_competition_round_trips(tmp_path, competition):
     assert got["f1"] == pytest.approx(M.binary_scores(SOLUTION["label"] == "bonafide", ~spoof)["f1"])
     path = write_score_submission(tmp_path / "s.csv", SOLUTION["utt_id"], SCORES, competition)
     assert score_submission(path, competition)["eer"] == pytest.approx(M.compute_eer(SCORES[:4], SCORES[4:])[0])
+    regions = pd.DataFrame({"utt_id": ["004", "005"], "start": [0.0, 0.2], "end": [1.0, 0.6]})
+    path = write_segment_submission(tmp_path / "r.csv", regions, competition)
+    assert path.read_text().splitlines()[0] == "utt_id,start,end", "a regions file always has its header"
+    got = score_submission(path, competition)
+    # bona fide is the positive class here: 400 bona fide frames, all kept; 860 frames not marked spoof
+    assert got["n_regions"] == 2 and got["segment_recall"] == 1.0
+    assert got["segment_precision"] == pytest.approx(400 / 860)
 
 
 def test_competition_json_header_must_be_boolean(tmp_path, competition):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate
+from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate, fit_labels
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.predict import read_table
 from antispoof.train import DetectorModule, _warm_start, experiment_config, fold_dir, train_fold
@@ -36,6 +36,17 @@ def test_crop_keeps_segment_labels_exact(tiny):
         start = next(s for s in range(0, len(whole["wave"]) - len(crop["wave"]) + 1, 160)
                      if torch.equal(whole["wave"][s: s + len(crop["wave"])], crop["wave"]))
         assert torch.equal(crop["seg"], whole["seg"][start // 160: start // 160 + len(crop["seg"])])
+
+
+def test_labels_fit_their_audio_frame_for_frame(tiny):
+    assert fit_labels(np.array([1, 1, 0]), 5).tolist() == [1, 1, 0, 0, 0]
+    assert fit_labels(np.array([1, 0, 0, 1]), 2).tolist() == [1, 0]
+    train = load_split(tiny, "train")
+    segments = load_segments(tiny / "train_segments.npz", train)
+    short = {u: s[:-2] for u, s in segments.items()}  # a label file two frames short of its audio
+    for got, want in zip(ClipDataset(train.head(4), short), ClipDataset(train.head(4), segments)):
+        assert len(got["seg"]) == -(-len(got["wave"]) // 160) == len(want["seg"])
+        assert torch.equal(got["seg"][:-2], want["seg"][:-2])
 
 
 def test_collate_pads_and_keeps_lengths(tiny):

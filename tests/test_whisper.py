@@ -217,6 +217,30 @@ def test_spec_augment_masks_only_in_training_and_repeats_with_the_seed(tiny):
     assert not torch.allclose(runs[0], clean)
 
 
+def test_spec_augment_masks_follow_the_batch_seed_not_numpy_globals(tiny):
+    """In training the masks come from the run's (seed, epoch, step), whatever else has used NumPy's
+    global generator (the wave chain in the same process, on a CPU run), and leave it untouched."""
+    from antispoof.augment import SpecAugment
+    from antispoof.config import load_config
+
+    torch.manual_seed(0)
+    model = WhisperDetector(WhisperDetectorConfig(pad_to="batch", head_dropout=0.0, mask_time_prob=0.2,
+                                                  mask_feature_prob=0.2))
+    spec = SpecAugment(load_config("augment/specaugment").batch.specaugment)
+    model.set_spec_augment(spec)
+    batch = _batch(_waves(tiny, 2))
+    model.train()
+    runs = []
+    with torch.no_grad():
+        for global_seed, batch_seed in [(1, 5), (2, 5), (1, 6)]:
+            np.random.seed(global_seed)
+            spec.reseed(batch_seed)
+            runs.append(model(*batch)["utt_score"])
+            assert np.random.random() == np.random.RandomState(global_seed).random(), "globals restored"
+    torch.testing.assert_close(runs[0], runs[1])
+    assert not torch.allclose(runs[0], runs[2]), "another batch seed, other masks"
+
+
 def test_freezing_layer_decay_and_gradient_checkpointing(tiny):
     model = WhisperDetector(WhisperDetectorConfig(pad_to="batch", freeze_layers=2, layer_decay=0.5,
                                                   gradient_checkpointing=True))

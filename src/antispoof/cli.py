@@ -172,12 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from antispoof.config import ConfigError
     from antispoof.data.manifest import ManifestError
     from antispoof.models.whisper_weights import WeightsError
 
     try:
         args.func(args)
-    except (ManifestError, WeightsError, FileNotFoundError) as err:
+    except (ConfigError, ManifestError, WeightsError, FileNotFoundError) as err:
         print(f"antispoof {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

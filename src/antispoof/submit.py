@@ -135,7 +135,9 @@ def write_asvspoof5_scores(path, ids, scores, data_dir) -> Path:
 
 def write_segment_submission(path, regions: pd.DataFrame, data_dir) -> Path:
     """Spoofed regions: one row per region (utt_id, start, end in seconds); clips without any
-    spoofed region have no row, so only unknown ids and malformed regions are refused."""
+    spoofed region have no row, so only unknown ids and malformed regions are refused. Always
+    written with its header (also for a header-less competition): the header is what tells a
+    regions file from a label file with a score column."""
     path, cfg = Path(path), load_competition(data_dir)
     missing = [c for c in ("utt_id", *SEGMENT_COLUMNS) if c not in regions.columns]
     if missing:
@@ -177,6 +179,15 @@ def _name_headerless(path: Path, df: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     return df.set_axis([cfg["id_column"], cfg["label_column"] if is_label else cfg["score_column"]], axis=1)
 
 
+def _has_regions_header(path: Path, cfg: dict) -> bool:
+    """A regions file keeps its `<id>,start,end` header whatever the competition's header setting."""
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline().strip().split(",")
+    return [c.strip() for c in first] == [cfg["id_column"], *SEGMENT_COLUMNS]
+
+
 def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
     """The submission as strings (ids like '007' must survive), with its id column checked.
 
@@ -189,8 +200,9 @@ def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
             fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
         df = df.rename(columns=dict(zip(ASVSPOOF5_COLUMNS, (cfg["id_column"], cfg["score_column"]))))
     else:
-        df = _read_text_table(path, header=cfg["header"])
-        if not cfg["header"]:
+        header = cfg["header"] or _has_regions_header(path, cfg)
+        df = _read_text_table(path, header=header)
+        if not header:
             df = _name_headerless(path, df, cfg)
     id_col = cfg["id_column"]
     if id_col not in df.columns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,3 +65,25 @@ def stable_seed(*parts) -> int:
 
 def rng_for(*parts) -> np.random.Generator:
     return np.random.default_rng(stable_seed(*parts))
+
+
+@contextmanager
+def seeded_global_rngs(seed: int | None) -> Iterator[None]:
+    """Seed Python's and NumPy's global generators for a block, then put them back as they were.
+
+    Some libraries draw only from the globals (audiomentations' transforms, transformers' SpecAugment
+    masks). Inside the block their draws follow our seed; outside it, nobody else's use of the
+    globals is disturbed, so the same seed gives the same draws whichever process or device runs
+    the block. None leaves the globals alone.
+    """
+    if seed is None:
+        yield
+        return
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)

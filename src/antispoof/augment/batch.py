@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from antispoof.augment.wave import AugmentError
 from antispoof.data.audio import SR
 from antispoof.data.manifest import SEGMENT_HOP_S
 from antispoof.utils import rng_for, stable_seed
@@ -137,18 +138,21 @@ def mixup(batch: dict, plans: list[tuple[int, int, float]]) -> dict:
     """
     if not plans:
         return batch
-    wave, seg = batch["wave"], batch["seg"].float()
-    new_wave, new_seg, labels = wave.clone(), seg.clone(), batch["label"].float().clone()
-    lengths, seg_lengths = batch["lengths"].clone(), batch["seg_lengths"].clone()
+    # Every right-hand side reads the batch as it came in: a clip mixed earlier in the loop may
+    # still be another clip's partner, and its partner role is its original audio and labels.
+    wave, seg, label = batch["wave"], batch["seg"].float(), batch["label"].float()
+    lengths, seg_lengths = batch["lengths"], batch["seg_lengths"]
+    new_wave, new_seg, new_label = wave.clone(), seg.clone(), label.clone()
+    new_lengths, new_seg_lengths = lengths.clone(), seg_lengths.clone()
     for i, j, lam in plans:
         new_wave[i] = lam * wave[i] + (1 - lam) * wave[j]
         both = (seg[i] >= 0) & (seg[j] >= 0)
-        mixed = torch.where(both, lam * seg[i] + (1 - lam) * seg[j], torch.maximum(seg[i], seg[j]))
-        new_seg[i] = mixed
-        labels[i] = lam * labels[i] + (1 - lam) * labels[j]
-        lengths[i] = torch.maximum(lengths[i], lengths[j])
-        seg_lengths[i] = torch.maximum(seg_lengths[i], seg_lengths[j])
-    return {**batch, "wave": new_wave, "seg": new_seg, "label": labels, "lengths": lengths, "seg_lengths": seg_lengths}
+        new_seg[i] = torch.where(both, lam * seg[i] + (1 - lam) * seg[j], torch.maximum(seg[i], seg[j]))
+        new_label[i] = lam * label[i] + (1 - lam) * label[j]
+        new_lengths[i] = torch.maximum(lengths[i], lengths[j])
+        new_seg_lengths[i] = torch.maximum(seg_lengths[i], seg_lengths[j])
+    return {**batch, "wave": new_wave, "seg": new_seg, "label": new_label, "lengths": new_lengths,
+            "seg_lengths": new_seg_lengths}
 
 
 # ---- noise at a random SNR -----------------------------------------------------------------------
@@ -218,6 +222,10 @@ class SpecAugment(nn.Module):
     def reseed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
+    def draw_seed(self) -> int:
+        """A seed from this batch's generator, for a detector that draws its own masks (Whisper)."""
+        return int(self._rng.integers(2**31))
+
     def _spans(self, n: int, extent: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n spans per clip inside [0, extent[b]): starts and widths, [B, n] each (width 0 = none)."""
         widths = self._rng.integers(0, width + 1, size=(len(extent), n))
@@ -256,6 +264,10 @@ class BatchAugmenter:
     """
 
     def __init__(self, batch_cfg, seed: int):
+        unknown = set(batch_cfg) - {*BATCH_STEPS, "specaugment"}
+        if unknown:
+            raise AugmentError(f"augment.batch: unknown step {sorted(unknown)[0]!r} "
+                               f"(known: {', '.join((*BATCH_STEPS, 'specaugment'))})")
         self.cfg, self.seed = batch_cfg, seed
         spec = batch_cfg.get("specaugment")
         self.spec_augment = SpecAugment(spec) if spec is not None and spec.p > 0 else None

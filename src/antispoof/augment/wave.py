@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import functools
 import math
-import random
 from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
-from antispoof.data.audio import SR, read_audio, resample
+from antispoof.data.audio import SR, AudioError, read_audio, resample
 from antispoof.data.channel import CODECS, add_noise, align_to, codec_roundtrip
 from antispoof.data.manifest import SEGMENT_HOP_S
+from antispoof.utils import seeded_global_rngs
 
 FRAME = int(SR * SEGMENT_HOP_S)  # samples per 10 ms label
 WAVE_STEPS = ("crop", "echo", "reverb", "noise", "background", "babble", "resample", "codec",
@@ -85,11 +85,10 @@ def fit_length(wave: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _seed_libraries(rng: np.random.Generator) -> None:
-    """audiomentations draws from Python's and NumPy's global generators: seed them per call."""
-    seed = int(rng.integers(2**31))
-    random.seed(seed)
-    np.random.seed(seed)
+def _library_seed(rng: np.random.Generator):
+    """audiomentations draws from Python's and NumPy's global generators: seed them from the
+    clip's own generator for the one call (and restore them after)."""
+    return seeded_global_rngs(int(rng.integers(2**31)))
 
 
 # ---- steps: (clip, rng) -> clip ---------------------------------------------------------------
@@ -134,8 +133,8 @@ def make_reverb(cfg, context) -> Step:
                          use_ray_tracing=False, max_order=cfg.max_order, leave_length_unchanged=False, p=1.0)
 
     def reverb(clip: Clip, rng):
-        _seed_libraries(rng)
-        wet = room(samples=clip.wave, sample_rate=SR)
+        with _library_seed(rng):
+            wet = room(samples=clip.wave, sample_rate=SR)
         wet = align_to(np.asarray(wet, np.float32), clip.wave, max_lag=800)
         peak_x, peak_y = np.abs(clip.wave).max(initial=0), np.abs(wet).max(initial=0)
         return replace(clip, wave=(wet * (peak_x / peak_y) if peak_y > 0 else wet).astype(np.float32))
@@ -149,8 +148,8 @@ def make_noise(cfg, context) -> Step:
     transform = AddGaussianSNR(min_snr_db=cfg.min_snr_db, max_snr_db=cfg.max_snr_db, p=1.0)
 
     def noise(clip: Clip, rng):
-        _seed_libraries(rng)
-        return replace(clip, wave=transform(samples=clip.wave, sample_rate=SR).astype(np.float32))
+        with _library_seed(rng):
+            return replace(clip, wave=transform(samples=clip.wave, sample_rate=SR).astype(np.float32))
     return noise
 
 
@@ -228,6 +227,12 @@ def make_codec(cfg, context) -> Step:
     unknown = [c for c in cfg.codecs if c not in CODECS]
     if unknown:
         raise AugmentError(f"augment.wave.codec: unknown codec {unknown[0]!r} (known: {', '.join(CODECS)})")
+    probe = (0.1 * np.sin(np.arange(SR // 10) * 0.1)).astype(np.float32)
+    for name in cfg.codecs:  # a missing encoder fails here, in one line, not mid-epoch in a worker
+        try:
+            codec_roundtrip(probe, name, int(cfg.kbps[0]))
+        except AudioError as err:
+            raise AugmentError(f"augment.wave.codec: {err}") from None
 
     def codec(clip: Clip, rng):
         name = str(rng.choice(list(cfg.codecs)))
@@ -242,8 +247,8 @@ def make_pitch_shift(cfg, context) -> Step:
     transform = PitchShift(min_semitones=cfg.min_semitones, max_semitones=cfg.max_semitones, p=1.0)
 
     def pitch_shift(clip: Clip, rng):
-        _seed_libraries(rng)
-        shifted = replace(clip, wave=fit_length(transform(samples=clip.wave, sample_rate=SR), len(clip.wave)))
+        with _library_seed(rng):
+            shifted = replace(clip, wave=fit_length(transform(samples=clip.wave, sample_rate=SR), len(clip.wave)))
         return relabel_spoof(shifted) if cfg.relabel_spoof else shifted
     return pitch_shift
 
@@ -256,8 +261,8 @@ def make_speed(cfg, context) -> Step:
     transform = TimeStretch(min_rate=cfg.min_rate, max_rate=cfg.max_rate, leave_length_unchanged=False, p=1.0)
 
     def speed(clip: Clip, rng):
-        _seed_libraries(rng)
-        wave = np.asarray(transform(samples=clip.wave, sample_rate=SR), np.float32)
+        with _library_seed(rng):
+            wave = np.asarray(transform(samples=clip.wave, sample_rate=SR), np.float32)
         rate = len(clip.wave) / max(1, len(wave))  # the rate actually applied, from the lengths
         stretched = replace(clip, wave=wave, seg=stretch_labels(clip.seg, rate, n_frames(len(wave))))
         return relabel_spoof(stretched) if cfg.relabel_spoof else stretched

@@ -58,6 +58,7 @@ class ClipDataset(Dataset):
         wave, sr = sf.read(row.audio, dtype="float32", always_2d=True)
         wave = resample(wave.mean(axis=1), sr, SR)
         label, seg = self._labels(row)
+        seg = fit_labels(seg, -(-len(wave) // FRAME))
         if self.crop and len(wave) > self.crop:
             rng = rng_for(self.seed, self.epoch, row.utt_id, "crop")
             start = int(rng.integers(0, (len(wave) - self.crop) // FRAME + 1)) * FRAME
@@ -69,6 +70,15 @@ class ClipDataset(Dataset):
             wave, label, seg, relabelled = clip.wave, clip.label, clip.seg, clip.relabelled
         return {"utt_id": row.utt_id, "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
                 "label": label, "seg": torch.from_numpy(np.ascontiguousarray(seg)), "relabelled": relabelled}
+
+
+def fit_labels(seg: np.ndarray, n: int) -> np.ndarray:
+    """10 ms labels cut or extended (repeating the last one) to exactly n frames: a label file may
+    be a frame or two off its audio (rounding at another rate), and splicing, cropping and
+    stretching rely on frame i of the labels being samples [160 i, 160 (i + 1)) of the wave."""
+    if len(seg) >= n or len(seg) == 0:
+        return seg[:n]
+    return np.concatenate([seg, np.full(n - len(seg), seg[-1], seg.dtype)])
 
 
 def collate(items: list[dict]) -> dict:

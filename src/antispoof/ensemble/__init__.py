@@ -1,7 +1,7 @@
-"""Ensembles over the fold outputs of every detector: voting, stacking, submissions.
+"""Ensembles over the fold outputs of every detector: voting and stacking.
 
-Layers, each importing only earlier ones (and data, metrics, predict, submit):
+Layers, each importing only earlier ones (and data, metrics, predict):
 tables (find and load fold outputs) -> normalise, thresholds -> crossfit -> vote, features,
-segments -> stack -> report -> pipeline (what ensemble/vote.py and ensemble/stack.py run).
-Nothing here imports train.py or the models: the prediction tables are the whole contract.
+segments -> stack -> report. Nothing here imports train.py or the models (the prediction tables
+are the whole contract) nor submit.py: antispoof.leaderboard joins the two for ensemble/*.py.
 """

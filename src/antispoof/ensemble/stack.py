@@ -4,8 +4,10 @@ Both are fitted inside crossfit.cross_fit, so the OOF prediction of fold k comes
 fusion trained on the other folds only (the outer loop: the training folds of folds.csv).
 Inside one outer training part, an inner grouped CV (speakers never straddle a split, as in
 the outer folds) gives predictions the fusion did not train on: LightGBM takes its number of
-trees from their early stopping, and both take their decision thresholds from them. The
-fitted model is then refitted on the whole outer training part.
+trees from their early stopping, and both take their decision thresholds from them. Every
+label-fitted piece of an inner fit (the segment thresholds behind `seg_below`, the runs and
+transitions) comes from its inner training rows alone. The fitted model is then refitted on
+the whole outer training part.
 Scores are log-odds of bona fide (higher = more bona fide), like every other score here.
 """
 from __future__ import annotations
@@ -114,24 +116,37 @@ class LightGBMStack:
     def _classifier(self, **overrides) -> lgb.LGBMClassifier:
         return lgb.LGBMClassifier(**{**self.params, "random_state": self.cfg.seed, **overrides})
 
-    def _inner(self, x, y, splits) -> tuple[np.ndarray, int]:
-        """Inner-CV scores (each from trees that did not see the clip) and the mean early-stopping point."""
+    def _inner(self, ens: Ensemble, rows: np.ndarray, y: np.ndarray, quantiles) -> tuple[np.ndarray, int]:
+        """Inner-CV scores (each from trees and segment thresholds that did not see the clip's
+        label) and the mean early-stopping point."""
+        positions = np.flatnonzero(rows)
+
+        def mask(idx):
+            out = np.zeros(len(rows), dtype=bool)
+            out[positions[idx]] = True
+            return out
+
         scores, best = np.zeros(len(y)), []
-        for train_idx, valid_idx in splits:
+        for train_idx, valid_idx in inner_splits(ens, rows, self.cfg.stack.inner_folds, self.cfg.seed):
+            train_idx, valid_idx = np.sort(train_idx), np.sort(valid_idx)  # features come in row order
+            thresholds = seg_thresholds(ens, mask(train_idx))
+            x_train = build_features(ens, "oof", mask(train_idx), thresholds, quantiles)
+            x_valid = build_features(ens, "oof", mask(valid_idx), thresholds, quantiles)
             model = self._classifier().fit(
-                x.iloc[train_idx], y[train_idx], eval_X=(x.iloc[valid_idx],), eval_y=(y[valid_idx],),
+                x_train, y[train_idx], eval_X=(x_valid,), eval_y=(y[valid_idx],),
                 callbacks=[lgb.early_stopping(self.cfg.stack.early_stopping_rounds, verbose=False)])
             n = max(1, int(model.best_iteration_ or model.n_estimators))
-            scores[valid_idx] = model.predict(x.iloc[valid_idx], raw_score=True, num_iteration=n)
+            scores[valid_idx] = model.predict(x_valid, raw_score=True, num_iteration=n)
             best.append(n)
         return scores, max(1, int(round(np.mean(best))))
 
     def fit(self, ens: Ensemble, rows: np.ndarray) -> FittedStack:
+        rows = np.asarray(rows, dtype=bool)
         quantiles = list(self.cfg.stack.quantiles)
+        y = ens.bonafide[rows].astype(int)
+        inner, n_trees = self._inner(ens, rows, y, quantiles)
         thresholds = seg_thresholds(ens, rows)
         x = build_features(ens, "oof", rows, thresholds, quantiles)
-        y = ens.bonafide[rows].astype(int)
-        inner, n_trees = self._inner(x, y, inner_splits(ens, rows, self.cfg.stack.inner_folds, self.cfg.seed))
         t = Thresholds.fit(inner, select(ens.oof["label"].to_numpy(), rows), self.cfg.threshold.rule,
                            self.cfg.threshold.prior)
         model = self._classifier(n_estimators=n_trees).fit(x, y)

@@ -216,7 +216,8 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None) -> Ensemb
         if diff:
             fail(root / name, f"test predictions and {data_dir / 'test.csv'} differ in {len(diff)} id(s), "
                               f"e.g. '{sorted(diff)[0]}'")
-        m.oof = m.oof.loc[oof["utt_id"]].reset_index()
+        # labels live in Ensemble.oof alone, where cross-fitting can hide a fold's (models' own copies go)
+        m.oof = m.oof.loc[oof["utt_id"]].drop(columns="label", errors="ignore").reset_index()
         m.test = m.test.loc[test["utt_id"]].reset_index()
         m.test_by_fold = {k: t.loc[test["utt_id"]].reset_index() for k, t in m.test_by_fold.items()}
     return Ensemble(data_dir.name, data_dir, folds, oof, test.reset_index(drop=True), models)

@@ -32,6 +32,7 @@ from antispoof.features import WhisperLogMel
 from antispoof.losses import soft_cross_entropy
 from antispoof.models.common import fit_segment_targets, masked_mean, masked_min, segment_targets, valid_mask
 from antispoof.models.whisper_weights import MODELS_DIR, WeightsError, resolve_weights
+from antispoof.utils import seeded_global_rngs
 
 SAMPLE_RATE = 16000
 MEL_HOP = 160      # samples per log-mel frame (10 ms)
@@ -153,6 +154,7 @@ class WhisperDetector(nn.Module):
         self.pool = AttentionPooling(dim) if config.pooling == "attention" else None
         self.utt_head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(dim, 2))
         self.seg_head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(dim, 2))
+        self._mask_seeds = None  # the training run's SpecAugment module: per-batch mask seeds
         self._freeze(config.freeze_layers)
         if config.gradient_checkpointing:
             self.encoder.activation_checkpointing_enable({"use_reentrant": False})
@@ -162,8 +164,10 @@ class WhisperDetector(nn.Module):
 
     def set_spec_augment(self, module: nn.Module | None) -> None:
         """Whisper keeps its own SpecAugment (the config's mask_* values, transformers' masking):
-        a module switches it on, None off; the module's own settings are not used here."""
+        a module switches it on, None off. Only the module's per-batch seed is used (`draw_seed`),
+        so the masks follow (seed, epoch, step) as every other augmentation does."""
         self.encoder.config.apply_spec_augment = module is not None
+        self._mask_seeds = module
 
     # ---- fine-tuning knobs ----------------------------------------------------------------
 
@@ -214,25 +218,37 @@ class WhisperDetector(nn.Module):
 
     def _spec_augment(self, mel: torch.Tensor, mel_frames: torch.Tensor) -> torch.Tensor:
         """transformers' SpecAugment (WhisperModel._mask_input_features), masks inside each clip's frames."""
-        from transformers.models.whisper.modeling_whisper import _compute_mask_indices
-
         cfg = self.encoder.config
         if not (self.training and cfg.apply_spec_augment):
             return mel
         batch, n_mels, frames = mel.shape
         mel = mel.clone()
+        # transformers draws from NumPy's global generator; seed it from the batch (and restore it)
+        seed = self._mask_seeds.draw_seed() if self._mask_seeds is not None else None
+        with seeded_global_rngs(seed):
+            time_mask, feature_mask = self._draw_masks(batch, n_mels, frames, mel_frames)
+        if time_mask is not None:
+            mel[torch.as_tensor(time_mask, device=mel.device)[:, None].expand(-1, n_mels, -1)] = 0
+        if feature_mask is not None:
+            mel[torch.as_tensor(feature_mask, device=mel.device)[:, :, None].expand(-1, -1, frames)] = 0
+        return mel
+
+    def _draw_masks(self, batch: int, n_mels: int, frames: int, mel_frames: torch.Tensor):
+        """transformers' mask indices: time [batch, frames] inside each clip's frames, bands [batch, n_mels]."""
+        from transformers.models.whisper.modeling_whisper import _compute_mask_indices
+
+        cfg = self.encoder.config
+        time_mask = feature_mask = None
         if cfg.mask_time_prob > 0:
             attention = valid_mask(mel_frames, frames).long().cpu()
             time_mask = _compute_mask_indices((batch, frames), mask_prob=cfg.mask_time_prob,
                                               mask_length=cfg.mask_time_length, attention_mask=attention,
                                               min_masks=cfg.mask_time_min_masks)
-            mel[torch.as_tensor(time_mask, device=mel.device)[:, None].expand(-1, n_mels, -1)] = 0
         if cfg.mask_feature_prob > 0:
             feature_mask = _compute_mask_indices((batch, n_mels), mask_prob=cfg.mask_feature_prob,
                                                  mask_length=cfg.mask_feature_length,
                                                  min_masks=cfg.mask_feature_min_masks)
-            mel[torch.as_tensor(feature_mask, device=mel.device)[:, :, None].expand(-1, -1, frames)] = 0
-        return mel
+        return time_mask, feature_mask
 
     def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor):
         """The Whisper encoder over [N, n_mels, T] log-mel with the first T / 2 positions.

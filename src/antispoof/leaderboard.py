@@ -1,8 +1,11 @@
-"""What `python ensemble/vote.py` and `python ensemble/stack.py` run, end to end.
+"""The leaderboard step: what `python ensemble/vote.py` and `python ensemble/stack.py` run, end to end.
 
 load every experiment's fold outputs -> cross-fit each system (every model alone, the
 votes, or the fusions and the stacker) -> write the submissions through submit.py ->
 score them with the local leaderboard scorer -> print the results table -> write the report.
+
+The top layer: it joins the ensemble (scores and decisions) to submit.py (competition files and
+the scorer), so neither of those imports the other.
 """
 from __future__ import annotations
 
