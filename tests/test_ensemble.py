@@ -467,6 +467,10 @@ def test_run_writes_submissions_that_round_trip_through_the_scorer(project, kind
         assert (f"({path.name})" in report) == (kind == "vote")
     summary = json.loads(files["summary"].read_text())
     assert summary["submitted"] == result["chosen"] and summary["folds"] == [0, 1, 2]
+    if kind == "stack":
+        fusion = summary["systems"]["fusion:logreg"]["fitted"]
+        weights = fusion["coefficients"]
+        assert weights["alpha"] > abs(weights["gamma"]), "the informative model weighs most"
 
 
 def test_the_ensemble_beats_noise_and_uses_the_informative_model(project):

@@ -23,7 +23,7 @@ from antispoof.data.manifest import fail
 from antispoof.ensemble import report as R
 from antispoof.ensemble.crossfit import Outcome, cross_fit
 from antispoof.ensemble.segments import fit_segment_threshold, fuse_segments, regions_table
-from antispoof.ensemble.stack import LightGBMStack, LogisticFusion
+from antispoof.ensemble.stack import FittedFusion, LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import Ensemble, load_ensemble
 from antispoof.ensemble.vote import SingleModel, SoftVote, vote_systems
 from antispoof.metrics import binary_scores, compute_eer
@@ -138,6 +138,10 @@ def fitted_summary(o: Outcome, ens: Ensemble) -> dict:
         out["model_thresholds"] = dict(zip(f.names, map(float, f.model_thresholds)))
     elif hasattr(f, "weights"):
         out["weights"] = dict(zip(f.names, map(float, f.weights)))
+    if isinstance(f, FittedFusion):  # weights on the standardised utterance scores, then the bias
+        regression = f.model[-1]
+        out["coefficients"] = dict(zip(ens.names, map(float, regression.coef_[0])))
+        out["intercept"] = float(regression.intercept_[0])
     if hasattr(f, "n_trees"):
         out["n_trees"] = f.n_trees
         importance = pd.Series(f.model.booster_.feature_importance("gain"), index=f.model.booster_.feature_name())
