@@ -16,13 +16,13 @@ from antispoof.data.manifest import ManifestError, save_segments
 from antispoof.ensemble import crossfit
 from antispoof.ensemble.features import segment_statistics
 from antispoof.ensemble.normalise import Normaliser
-from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
 from antispoof.ensemble.segments import clip_regions, regions_table
 from antispoof.ensemble.stack import LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import EnsembleWarning, load_ensemble
 from antispoof.ensemble.thresholds import eer_threshold, f1_threshold, prior_weights
 from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_score, majority_threshold,
                                      search_weights, weighted_mean)
+from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
 from antispoof.predict import write_table
 from antispoof.submit import region_frames
 
@@ -497,7 +497,7 @@ def test_entry_point_prints_one_line_errors(project, capsys):
     assert args.experiments == ["a", "b"] and args.overrides == ["vote.mode=hard", "seed=1"]
 
 
-def test_entry_points_run_as_scripts(tmp_path):
+def test_entry_points_run_as_scripts():
     """`python ensemble/vote.py` and `stack.py` as the user runs them: help, and a one-line error."""
     import subprocess
     import sys
