@@ -20,10 +20,9 @@ from torch import nn
 
 from antispoof.augment.wave import AugmentError
 from antispoof.data.audio import SR
-from antispoof.data.manifest import SEGMENT_HOP_S
+from antispoof.data.dataset import FRAME
 from antispoof.utils import rng_for, stable_seed
 
-FRAME = int(SR * SEGMENT_HOP_S)
 BATCH_STEPS = ("splice", "mixup", "noise")  # in this order; SpecAugment runs inside the model
 
 
@@ -264,10 +263,10 @@ class BatchAugmenter:
     """
 
     def __init__(self, batch_cfg, seed: int):
-        unknown = set(batch_cfg) - {*BATCH_STEPS, "specaugment"}
+        known = (*BATCH_STEPS, "specaugment")
+        unknown = set(batch_cfg) - set(known)
         if unknown:
-            raise AugmentError(f"augment.batch: unknown step {sorted(unknown)[0]!r} "
-                               f"(known: {', '.join((*BATCH_STEPS, 'specaugment'))})")
+            raise AugmentError(f"augment.batch: unknown step {sorted(unknown)[0]!r} (known: {', '.join(known)})")
         self.cfg, self.seed = batch_cfg, seed
         spec = batch_cfg.get("specaugment")
         self.spec_augment = SpecAugment(spec) if spec is not None and spec.p > 0 else None

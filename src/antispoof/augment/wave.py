@@ -21,10 +21,9 @@ import numpy as np
 
 from antispoof.data.audio import SR, AudioError, read_audio, resample
 from antispoof.data.channel import CODECS, add_noise, align_to, codec_roundtrip
-from antispoof.data.manifest import SEGMENT_HOP_S
+from antispoof.data.dataset import FRAME, n_frames
 from antispoof.utils import seeded_global_rngs
 
-FRAME = int(SR * SEGMENT_HOP_S)  # samples per 10 ms label
 WAVE_STEPS = ("crop", "echo", "reverb", "noise", "background", "babble", "resample", "codec",
               "pitch_shift", "speed")
 
@@ -44,10 +43,6 @@ class Clip:
 
 
 # ---- label bookkeeping ---------------------------------------------------------------------
-
-def n_frames(n_samples: int) -> int:
-    return math.ceil(n_samples / FRAME)
-
 
 def crop_clip(clip: Clip, start: int, length: int) -> Clip:
     """Samples [start, start + length) with their labels; start must be on the 10 ms grid."""

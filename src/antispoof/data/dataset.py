@@ -18,7 +18,12 @@ from antispoof.data.audio import SR, resample
 from antispoof.data.manifest import SEGMENT_HOP_S, constant_segments
 from antispoof.utils import rng_for
 
-FRAME = int(SR * SEGMENT_HOP_S)
+FRAME = int(SR * SEGMENT_HOP_S)  # samples per 10 ms label
+
+
+def n_frames(n_samples: int) -> int:
+    """10 ms label frames that cover n_samples (a partial last frame counts)."""
+    return math.ceil(n_samples / FRAME)
 UNKNOWN = -1  # label / segment value when the truth is hidden (test split) or padding
 
 
@@ -58,7 +63,7 @@ class ClipDataset(Dataset):
         wave, sr = sf.read(row.audio, dtype="float32", always_2d=True)
         wave = resample(wave.mean(axis=1), sr, SR)
         label, seg = self._labels(row)
-        seg = fit_labels(seg, -(-len(wave) // FRAME))
+        seg = fit_labels(seg, n_frames(len(wave)))
         if self.crop and len(wave) > self.crop:
             rng = rng_for(self.seed, self.epoch, row.utt_id, "crop")
             start = int(rng.integers(0, (len(wave) - self.crop) // FRAME + 1)) * FRAME
