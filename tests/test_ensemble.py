@@ -492,6 +492,13 @@ def test_entry_point_prints_one_line_errors(project, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("ensemble/vote.py: error: ") and "no experiments found" in err
     assert "\n" not in err
+    code = ensemble_main("stack", ["--config", str(default), "--dataset", str(project / "data" / "synth"),
+                                   f"output_root={project / 'folds'}", "progress=false",
+                                   "stack.lightgbm.num_leaves=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, "LightGBM's own refusal is one line too"
+    assert err == ("ensemble/stack.py: error: stack.lightgbm: LightGBM refused the settings: "
+                   "Check failed: (num_leaves) > (1)")
     from antispoof.leaderboard import parse_args
     args = parse_args("vote", ["--experiments", "a", "b", "vote.mode=hard", "--dataset", "mini", "seed=1"])
     assert args.experiments == ["a", "b"] and args.overrides == ["vote.mode=hard", "seed=1"]

@@ -112,6 +112,8 @@ class LightGBMStack:
     def __init__(self, cfg):
         self.cfg = cfg
         self.params = OmegaConf.to_container(cfg.stack.lightgbm, resolve=True)
+        if cfg.stack.test_features not in ("per_fold", "averaged"):
+            raise ValueError(f"stack.test_features must be per_fold or averaged, not {cfg.stack.test_features!r}")
 
     def _classifier(self, **overrides) -> lgb.LGBMClassifier:
         return lgb.LGBMClassifier(**{**self.params, "random_state": self.cfg.seed, **overrides})
@@ -141,7 +143,13 @@ class LightGBMStack:
         return scores, max(1, int(round(np.mean(best))))
 
     def fit(self, ens: Ensemble, rows: np.ndarray) -> FittedStack:
-        rows = np.asarray(rows, dtype=bool)
+        try:
+            return self._fit(ens, np.asarray(rows, dtype=bool))
+        except lgb.basic.LightGBMError as err:  # its message ends with the C++ source location
+            problem = str(err).split(" at /")[0].strip()
+            raise ValueError(f"stack.lightgbm: LightGBM refused the settings: {problem}") from None
+
+    def _fit(self, ens: Ensemble, rows: np.ndarray) -> FittedStack:
         quantiles = list(self.cfg.stack.quantiles)
         y = ens.bonafide[rows].astype(int)
         inner, n_trees = self._inner(ens, rows, y, quantiles)
@@ -150,7 +158,5 @@ class LightGBMStack:
         t = Thresholds.fit(inner, select(ens.oof["label"].to_numpy(), rows), self.cfg.threshold.rule,
                            self.cfg.threshold.prior)
         model = self._classifier(n_estimators=n_trees).fit(x, y)
-        if self.cfg.stack.test_features not in ("per_fold", "averaged"):
-            raise ValueError(f"stack.test_features must be per_fold or averaged, not {self.cfg.stack.test_features!r}")
         return FittedStack(model, thresholds, quantiles, t.threshold, t.eer_threshold, n_trees, inner,
                            self.cfg.stack.test_features == "per_fold")
