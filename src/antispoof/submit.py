@@ -10,7 +10,8 @@ the 0/1 mapping and whether the file has a header come from an optional
     none for a clip without spoofed regions), scored against the hidden 10 ms labels.
 Writers refuse ids that do not match test.csv, and the scorer refuses anything a real
 leaderboard would refuse, each with one line naming the file, instead of a partial join.
-This module is the only one that reads the hidden solution files.
+Hidden solution files are read only to score: here, by `antispoof train` for a fold's test
+metrics, and by `antispoof compare`; no model or ensemble fit ever sees them.
 """
 from __future__ import annotations
 
