@@ -113,10 +113,10 @@ def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str
 
         r = paired_bootstrap(scores(a), scores(b), bonafide, resamples, seed)
         row = {"A": a, "B": b, "folds": " ".join(map(str, folds))}
-        for level, title in (("utt", "utt"), ("seg", "seg")):
+        for level in ("utt", "seg"):
             x = r[level]
-            row[f"Δ {title} EER (A-B)"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
-            row[f"P(A better, {title})"] = f"{x['p_better']:.2f}"
+            row[f"Δ {level} EER (A-B)"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
+            row[f"P(A better, {level})"] = f"{x['p_better']:.2f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
