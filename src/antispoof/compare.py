@@ -102,16 +102,21 @@ def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str
         raise CompareError(str(err)) from None
     bonafide = (solution["label"] == "bonafide").to_numpy()
     dataset = Path(data_dir).name
+    loaded: dict[tuple[str, int], FoldScores] = {}
+
+    def scores(experiment: str, folds: list[int]) -> list[FoldScores]:
+        """Each fold read once, however many pairs name the experiment (the claims script: five)."""
+        for k in folds:
+            if (experiment, k) not in loaded:
+                loaded[experiment, k] = load_fold(Path(output_root, dataset, experiment, f"fold{k}"), solution, segments)
+        return [loaded[experiment, k] for k in folds]
+
     rows = []
     for a, b in pairs:
         folds = sorted(set(finished_folds(output_root, dataset, a)) & set(finished_folds(output_root, dataset, b)))
         if not folds:
             raise CompareError(f"{Path(output_root, dataset)}: {a} and {b} have no finished fold in common")
-
-        def scores(experiment):
-            return [load_fold(Path(output_root, dataset, experiment, f"fold{k}"), solution, segments) for k in folds]
-
-        r = paired_bootstrap(scores(a), scores(b), bonafide, resamples, seed)
+        r = paired_bootstrap(scores(a, folds), scores(b, folds), bonafide, resamples, seed)
         row = {"A": a, "B": b, "folds": " ".join(map(str, folds))}
         for level in ("utt", "seg"):
             x = r[level]
