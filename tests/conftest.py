@@ -6,8 +6,8 @@ import pytest
 from antispoof.config import load_config
 from antispoof.data.benchmark import build_benchmark
 
-TINY = ["max_sources=28", "probe.folds=3", "name=spoofbench-tiny", "per_source.tts=1.0",
-        "per_source.vocoder=0.5", "per_source.partial=0.6", "concat.share=0.25"]
+TINY = ["max_utterances=20", "max_test_utterances=12", "probe.folds=3", "name=spoofbench-tiny",
+        "per_source.tts=1.0", "per_source.vocoder=0.5", "per_source.partial=0.6", "concat.share=0.5"]
 
 
 @pytest.fixture(scope="session")
@@ -18,5 +18,5 @@ def tiny_cfg(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny(tiny_cfg):
-    """Path of the built tiny benchmark (about 60 clips, both splits, every kind of clip)."""
+    """Path of the built tiny benchmark (about 80 clips, both splits, every kind of clip)."""
     return build_benchmark(tiny_cfg, workers=2)

@@ -9,10 +9,15 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from antispoof.conditions import CONDITIONS
 from antispoof.config import load_config
 from antispoof.data import sources as src
-from antispoof.data.benchmark import build_benchmark, make_plan, segment_labels
+from antispoof.data.audio import SR
+from antispoof.data.benchmark import build_benchmark
 from antispoof.data.manifest import load_segments, load_split, n_segments
+from antispoof.data.plan import ClipPlan, Piece, make_plan
+from antispoof.data.render import Renderer, choose_units, segment_labels
+from antispoof.data.utterances import Utterance, file_duration, join_utterances, speech_units
 
 
 def test_sources_cover_every_corpus_with_texts():
@@ -79,17 +84,65 @@ def test_build_is_deterministic_and_resumes(tiny, tiny_cfg, capsys):
     assert {u: (tiny / f"audio/{u}.flac").read_bytes() for u in before} == before
 
 
-def test_plan_is_deterministic_and_channels_balanced(tiny_cfg):
-    clips = src.discover(tiny_cfg.sources_roots, tiny_cfg.corpora)
+def _utterances(cfg):
+    return join_utterances(src.discover(cfg.sources_roots, cfg.corpora), cfg.utterance, cfg.seed)
+
+
+def test_plan_is_deterministic_and_channel_profiles_balanced(tiny_cfg):
     cfg = tiny_cfg.copy()
-    cfg.max_sources = 300
-    plans = [p for fam in make_plan(cfg, clips) for p in fam]
-    again = [p for fam in make_plan(cfg, clips) for p in fam]
+    cfg.max_utterances, cfg.max_test_utterances = 300, 150
+    utterances = _utterances(cfg)
+    plans = [p for fam in make_plan(cfg, utterances) for p in fam]
+    again = [p for fam in make_plan(cfg, _utterances(cfg)) for p in fam]
     assert [(p.utt_id, p.channel) for p in plans] == [(p.utt_id, p.channel) for p in again]
-    for label in ("bonafide", "spoof"):
-        members = [p for p in plans if p.label == label]
-        share = np.mean([p.channel["narrowband"] for p in members])
-        assert abs(share - cfg.channel.narrowband_share) < 1.5 / len(members) + 1e-9
+    for split in ("train", "test"):
+        for label in ("bonafide", "spoof"):
+            members = [p for p in plans if p.label == label and p.split == split]
+            for profile, share in cfg.channel.profiles.items():
+                got = np.mean([p.channel["profile"] == profile for p in members])
+                assert abs(got - share) < 2.5 / len(members) + 1e-9, (split, label, profile)
+    assert not [p for p in plans if p.corpus == "asterisk" and "full_band" in p.channel["profile"]]
+    test_speakers = set(cfg.test_speakers)
+    for plan in plans:  # nothing of a test speaker (audio, text or language) is in a train clip
+        assert all((piece.source.speaker in test_speakers) == (plan.split == "test") for piece in plan.pieces)
+
+
+def test_recordings_join_into_utterances_of_the_target_length(tiny_cfg):
+    cfg = tiny_cfg.utterance
+    clips = src.discover(tiny_cfg.sources_roots, tiny_cfg.corpora)
+    utterances = join_utterances(clips, cfg, tiny_cfg.seed)
+    used = [c.clip_id for u in utterances for c in u.clips]
+    assert sorted(used) == sorted(c.clip_id for c in clips), "every recording in exactly one utterance"
+    for u in utterances:
+        assert len({c.speaker for c in u.clips}) == 1 and len(u.pauses_s) == len(u.clips) - 1
+        assert all(cfg.pause_s[0] <= p <= cfg.pause_s[1] for p in u.pauses_s)
+        estimate = sum(file_duration(c.path) * cfg.speech_ratio for c in u.clips) + sum(u.pauses_s)
+        if len(u.clips) > 1:
+            assert estimate <= cfg.max_s + 1e-6
+        assert u.text == "" or u.text.count(".") >= len(u.clips)
+    whole = [u for u in utterances if u.corpus == "festvox_ru"]
+    assert len(whole) == 620 and all(len(u.clips) == 1 for u in whole)
+    estimates = [sum(file_duration(c.path) * cfg.speech_ratio for c in u.clips) + sum(u.pauses_s) for u in utterances]
+    assert np.median(estimates) >= 3.0
+
+
+def test_built_clips_are_utterance_length_with_conditions(tiny):
+    train, test = load_split(tiny, "train"), load_split(tiny, "test")
+    durations = pd.concat([train, test]).duration
+    assert durations.median() >= 3.0 and durations.max() <= 15.0 + 1e-6
+    solution = pd.read_csv(tiny / "solution.csv")
+    assert set(solution.condition) <= {"bonafide", *CONDITIONS}
+    assert {"seen_attack", "partial", "concatenation", "unseen_language"} <= set(solution.condition)
+    train_languages = {lang for cell in train.language for lang in cell.split("+")}
+    for row in solution.itertuples():
+        unseen_language = any(lang not in train_languages for lang in row.language.split("+"))
+        expected = ("unseen_language" if unseen_language else "bonafide" if row.label == "bonafide"
+                    else "partial" if row.kind == "partial" else "concatenation" if row.kind == "concat"
+                    else "unseen_attack" if "tts_kokoro" in row.attack else "seen_attack")
+        assert row.condition == expected, row
+    assert set(train.condition) <= {"bonafide", "seen_attack", "partial", "concatenation"}
+    card = (tiny / "README.md").read_text()
+    assert "Counts by condition" in card and "Partial spoofs" in card and "half-width" in card
 
 
 def test_segment_labels_min_pool_any_spoof_sample():
@@ -99,28 +152,88 @@ def test_segment_labels_min_pool_any_spoof_sample():
     assert segment_labels(np.zeros(161, dtype=bool)).tolist() == [1, 1]
 
 
+def test_speech_units_tile_the_recording_at_its_pauses():
+    rng = np.random.default_rng(0)
+    words = [0.1 * rng.standard_normal(int(s * SR)).astype(np.float32) for s in (0.4, 0.3, 0.5)]
+    pause = np.zeros(int(0.2 * SR), np.float32)
+    wave = np.concatenate([words[0], pause, words[1], pause, words[2]])
+    units = speech_units(wave)
+    assert len(units) == 3 and units[0][0] == 0 and units[-1][1] == len(wave)
+    assert all(a[1] == b[0] for a, b in zip(units, units[1:]))
+    for (start, end), word_start in zip(units, (0, len(words[0]) + len(pause))):
+        assert start <= word_start < end
+    assert len(speech_units(0.1 * rng.standard_normal(2 * SR).astype(np.float32))) >= 2  # no pause: cut anyway
+
+
+def test_choose_units_keeps_a_bona_fide_unit_and_at_most_max_regions_runs():
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        lengths = list(rng.integers(1000, 8000, int(rng.integers(2, 9))))
+        chosen = choose_units(lengths, rng, 3, (0.04, 0.8))
+        assert 1 <= len(chosen) < len(lengths) and len(set(chosen)) == len(chosen)
+        runs = 1 + sum(b != a + 1 for a, b in zip(chosen, chosen[1:]))
+        assert runs <= 3
+
+
 @pytest.fixture(scope="module")
 def renderer(tiny_cfg, tmp_path_factory):
-    from antispoof.data.benchmark import _Renderer
-
-    return _Renderer(tiny_cfg, tmp_path_factory.mktemp("audio"), [])
+    return Renderer(tiny_cfg, tmp_path_factory.mktemp("audio"), [])
 
 
 @pytest.fixture(scope="module")
-def ru_clips(tiny_cfg):
-    return src.festvox_ru_clips(tiny_cfg.sources_roots)[:3]
+def ru_utterances(tiny_cfg):
+    return [Utterance(c.clip_id, (c,)) for c in src.festvox_ru_clips(tiny_cfg.sources_roots)[:3]]
 
 
-def test_partial_spoof_mask_marks_exactly_the_replaced_samples(renderer, ru_clips):
-    from antispoof.data.benchmark import ClipPlan, Piece
+@pytest.fixture(scope="module")
+def joined(tiny_cfg):
+    """Three Tux Paint stamp narrations of one speaker joined into one utterance (all have texts)."""
+    clips = [c for c in src.tuxpaint_clips(tiny_cfg.sources_roots) if c.speaker == "tuxpaint-en" and c.text][:3]
+    return Utterance("joined-test", tuple(clips), (0.3, 0.2))
 
-    clip = ru_clips[0]
-    plan = ClipPlan("sb_test_partial", "train", "partial", [Piece(clip), Piece(clip, "voc_world")], "spoof", "g")
+
+def test_joined_utterance_is_its_recordings_and_pauses(renderer, joined):
+    wave, units, is_joined = renderer.utterance(joined)
+    assert is_joined and len(units) == 3
+    assert units[1][0] - units[0][1] == int(0.3 * SR) and units[2][0] - units[1][1] == int(0.2 * SR)
+    assert units[-1][1] == len(wave)
+    assert np.abs(wave[units[0][1]: units[1][0]]).max() == 0  # the pause itself
+
+
+def test_partial_spoof_by_vocoded_twin_marks_exactly_the_replaced_samples(renderer, ru_utterances):
+    utt = ru_utterances[0]
+    plan = ClipPlan("sb_test_partial", "train", "partial", [Piece(utt), Piece(utt, "voc_world")], "spoof", "g")
     wave, mask = renderer.partial(plan)
-    base = renderer.source(clip)
+    base, units, _ = renderer.utterance(utt)
     assert len(wave) == len(base) and 0 < mask.mean() < 1
     np.testing.assert_array_equal(wave[~mask], base[~mask])  # untouched where labelled bona fide
     assert np.abs(wave[mask] - base[mask]).mean() > 1e-4      # replaced where labelled spoof
+    starts = {a for a, _ in units} | {b for _, b in units}
+    edges = np.flatnonzero(np.diff(mask.astype(int))) + 1
+    fade = int(renderer.cfg.partial.crossfade_ms * SR / 1000)
+    assert all(min(abs(e - s) for s in starts) <= fade for e in edges), "regions are whole units"
+
+
+def test_partial_spoof_by_tts_replaces_whole_recordings(renderer, joined):
+    from antispoof.utils import rng_for
+
+    plan = ClipPlan("sb_test_partial_tts", "train", "partial", [Piece(joined), Piece(joined, "tts_espeak")],
+                    "spoof", "g")
+    wave, mask = renderer.partial(plan)
+    base, units, _ = renderer.utterance(joined)
+    c = renderer.cfg.partial
+    chosen = choose_units([b - a for a, b in units], rng_for(renderer.cfg.seed, "regions", plan.utt_id),
+                          c.max_regions, tuple(c.share))
+    kept = np.ones(len(base), dtype=bool)
+    for i in chosen:
+        kept[units[i][0]: units[i][1]] = False
+    # Every sample labelled bona fide is the original's, in order; each replaced recording is one
+    # spoofed run (the pauses around it stay bona fide).
+    np.testing.assert_array_equal(wave[~mask], base[kept])
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]]))).reshape(-1, 2)
+    assert len(runs) == len(chosen)
+    labels = segment_labels(mask)
+    assert len(labels) == int(np.ceil(len(wave) / 160)) and 0 < labels.mean() < 1
 
 
 def _concat_with_limit(renderer, plan, max_total_s):
@@ -132,15 +245,13 @@ def _concat_with_limit(renderer, plan, max_total_s):
         renderer.cfg.concat.max_total_s = saved
 
 
-def test_concat_label_follows_the_pieces_that_fit(renderer, ru_clips):
-    from antispoof.data.benchmark import ClipPlan, Piece
-
-    pieces = [Piece(ru_clips[0]), Piece(ru_clips[1], "voc_lpc")]
+def test_concat_label_follows_the_pieces_that_fit(renderer, ru_utterances):
+    pieces = [Piece(ru_utterances[0]), Piece(ru_utterances[1], "voc_lpc")]
     fits = ClipPlan("sb_test_concat", "train", "concat", list(pieces), "spoof", "g")
     wave, mask = _concat_with_limit(renderer, fits, 60.0)
     assert fits.label == "spoof" and 0 < mask.mean() < 1
-    first = len(renderer.source(ru_clips[0]))
-    assert not mask[:first].any() and mask[-len(renderer.source(ru_clips[1])):].all()
+    first = len(renderer.utterance(ru_utterances[0])[0])
+    assert not mask[:first].any() and mask[-len(renderer.utterance(ru_utterances[1])[0]):].all()
 
     cut = ClipPlan("sb_test_concat_cut", "train", "concat", list(pieces), "spoof", "g")
     wave, mask = _concat_with_limit(renderer, cut, 0.5)  # the spoofed second piece no longer fits

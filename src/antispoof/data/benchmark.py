@@ -2,14 +2,14 @@
 
 Three steps, each deterministic for a seed:
 
-1. plan     - pick bona fide recordings, split them by speaker (test = unseen speakers),
-              decide which spoofs each yields (TTS of its text, vocoded copy, partial spoof,
-              concatenations) and draw every clip's channel.
-2. render   - one task per *family* (a recording and every clip derived from it), in a
-              process pool with a progress bar; each finished family is recorded on disk,
-              so an interrupted build resumes where it stopped.
-3. assemble - train.csv / test.csv / solution.csv / segment labels / data card, then the
-              shortcut probe.
+1. plan     - join recordings into bona fide utterances, pick them per split (test = unseen
+              speakers), decide which spoofs each yields and draw every clip's channel
+              (`data/plan.py`, `data/utterances.py`).
+2. render   - one task per *family* (an utterance and every clip derived from it), in a
+              process pool with a progress bar (`data/render.py`); each finished family is
+              recorded on disk, so an interrupted build resumes where it stopped.
+3. assemble - conditions, train.csv / test.csv / solution.csv / segment labels / data card,
+              then the shortcut probe.
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ import multiprocessing as mp
 import os
 import shutil
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,283 +27,46 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from antispoof.data import sources as src
-from antispoof.data.audio import SR, AudioError, read_audio, set_level, trim_silence, write_audio
-from antispoof.data.channel import ChannelSpec, apply_channel, draw_channel
-from antispoof.data.manifest import SEGMENT_HOP_S, save_segments
-from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS, SynthesisError, check_tools
-from antispoof.utils import rng_for, write_csv_atomic, write_json_atomic
+from antispoof.data.audio import SR, AudioError, write_audio
+from antispoof.data.manifest import save_segments
+from antispoof.data.plan import ClipPlan, condition_of, make_plan
+from antispoof.data.render import Renderer, segment_labels
+from antispoof.data.spoofers import SynthesisError, check_tools
+from antispoof.data.utterances import join_utterances
+from antispoof.utils import write_csv_atomic, write_json_atomic
 
-FRAME = int(SR * SEGMENT_HOP_S)
-# Bump when rendering changes what a plan produces: finished work of older builds is then redone.
-BUILDER_VERSION = 2
-
-
-# ---- plan ----------------------------------------------------------------------------------
-
-@dataclass
-class Piece:
-    """One stretch of audio inside a clip: a bona fide recording, or a spoof of it."""
-
-    source: src.SourceClip
-    attack: str = "bonafide"  # "bonafide", a TTS system or a vocoder
-
-
-@dataclass
-class ClipPlan:
-    utt_id: str
-    split: str
-    kind: str  # bonafide | tts | vocoder | partial | concat
-    pieces: list[Piece]
-    label: str
-    group: str
-    channel: dict = field(default_factory=dict)
-
-    @property
-    def attacks(self) -> list[str]:
-        return sorted({p.attack for p in self.pieces if p.attack != "bonafide"})
-
-
-def _utt_id(seed: int, key: str) -> str:
-    """Opaque ids: nothing in an id may reveal the class, the source or the attack."""
-    return "sb_" + hashlib.sha256(f"{seed}/{key}".encode()).hexdigest()[:12]
-
-
-def select_sources(clips: list[src.SourceClip], limit: int | None, seed: int) -> list[src.SourceClip]:
-    """Round-robin over speakers (shuffled within each), so a small preset still has every speaker."""
-    if not limit or limit >= len(clips):
-        return clips
-    by_speaker: dict[str, list[src.SourceClip]] = defaultdict(list)
-    for clip in clips:
-        by_speaker[clip.speaker].append(clip)
-    rng = rng_for(seed, "select")
-    queues = []
-    for speaker in sorted(by_speaker):
-        items = by_speaker[speaker]
-        queues.append([items[i] for i in rng.permutation(len(items))])
-    chosen, depth = [], 0
-    while len(chosen) < limit:
-        for queue in queues:
-            if depth < len(queue) and len(chosen) < limit:
-                chosen.append(queue[depth])
-        depth += 1
-    return chosen
-
-
-def _tts_for(language: str, split: str, cfg: DictConfig, rng) -> str | None:
-    """A TTS system for a language; the unseen attacks only ever speak in the test split."""
-    unseen = [a for a in cfg.attacks.unseen if TTS_SYSTEMS[a].supports(language)]
-    if split == "test" and unseen and rng.random() < cfg.attacks.unseen_share:
-        return str(rng.choice(unseen))
-    seen = [a for a in cfg.attacks.tts if TTS_SYSTEMS[a].supports(language)]
-    return str(rng.choice(seen)) if seen else None
-
-
-def _family_plans(clip: src.SourceClip, split: str, cfg: DictConfig) -> list[ClipPlan]:
-    rng = rng_for(cfg.seed, "family", clip.clip_id)
-    group = clip.speaker
-    make = lambda kind, pieces, label: ClipPlan(  # noqa: E731
-        _utt_id(cfg.seed, f"{clip.clip_id}/{kind}"), split, kind, pieces, label, group)
-    plans = [make("bonafide", [Piece(clip)], "bonafide")]
-    p = cfg.per_source
-    tts = _tts_for(clip.language, split, cfg, rng) if clip.text else None
-    if tts and rng.random() < p.tts:
-        plans.append(make("tts", [Piece(clip, tts)], "spoof"))
-    if rng.random() < p.vocoder:
-        plans.append(make("vocoder", [Piece(clip, str(rng.choice(cfg.attacks.vocoders)))], "spoof"))
-    if rng.random() < p.partial:
-        plans.append(make("partial", [Piece(clip), Piece(clip, str(rng.choice(cfg.attacks.vocoders)))], "spoof"))
-    return plans
-
-
-def _concat_plan(host: list[src.SourceClip], split: str, cfg: DictConfig, texts: list[src.SourceClip]) -> ClipPlan:
-    """Pieces of one speaker's recordings, some of them replaced by a vocoded or TTS version.
-
-    A TTS piece may speak another language's text (several sources and languages in one clip).
-    Bona fide-only concatenations exist too, so a splice is not by itself a sign of spoofing.
-    """
-    key = "+".join(c.clip_id for c in host)
-    rng = rng_for(cfg.seed, "concat", key)
-    c = cfg.concat
-    all_bonafide = rng.random() < c.bonafide_share
-    pieces = []
-    for clip in host:
-        if all_bonafide or rng.random() >= c.spoof_piece_prob:
-            pieces.append(Piece(clip))
-        elif rng.random() < 0.5 or not texts:
-            pieces.append(Piece(clip, str(rng.choice(cfg.attacks.vocoders))))
-        else:
-            other = texts[rng.integers(len(texts))] if rng.random() < c.foreign_text_prob else clip
-            other = other if other.text else clip
-            system = _tts_for(other.language, split, cfg, rng)
-            pieces.append(Piece(other, system) if system and other.text else Piece(clip, "voc_world"))
-    if not all_bonafide and all(p.attack == "bonafide" for p in pieces):
-        pieces[rng.integers(len(pieces))].attack = str(rng.choice(cfg.attacks.vocoders))
-    label = "bonafide" if all(p.attack == "bonafide" for p in pieces) else "spoof"
-    return ClipPlan(_utt_id(cfg.seed, f"concat/{key}"), split, "concat", pieces, label, host[0].speaker)
-
-
-def _assign_channels(plans: list[ClipPlan], cfg: DictConfig) -> None:
-    """Draw channels so that the share of narrowband clips is the same in both classes.
-
-    Codec2 output is narrowband by nature; other clips of its class get fewer narrowband
-    channels to compensate, otherwise bandwidth alone would hint at the class.
-    """
-    share = cfg.channel.narrowband_share
-    for label in ("bonafide", "spoof"):
-        members = [p for p in plans if p.label == label]
-        forced = {p.utt_id for p in members if p.kind == "vocoder" and p.attacks == ["voc_codec2"]}
-        free = [p for p in members if p.utt_id not in forced]
-        quota = max(0, int(round(share * len(members))) - len(forced))
-        order = rng_for(cfg.seed, "narrowband", label).permutation(len(free))
-        narrow = forced | {free[i].utt_id for i in order[:quota]}
-        for plan in members:
-            rng = rng_for(cfg.seed, "channel", plan.utt_id)
-            plan.channel = draw_channel(rng, plan.utt_id in narrow, cfg.channel).to_dict()
-
-
-def make_plan(cfg: DictConfig, clips: list[src.SourceClip]) -> list[list[ClipPlan]]:
-    """Families of clip plans; every clip of a family derives from the same recordings."""
-    chosen = select_sources(clips, cfg.max_sources, cfg.seed)
-    test_speakers = set(cfg.test_speakers)
-    families: list[list[ClipPlan]] = []
-    by_speaker: dict[str, list[src.SourceClip]] = defaultdict(list)
-    for clip in chosen:
-        by_speaker[clip.speaker].append(clip)
-    texts = [c for c in chosen if c.text]
-    for speaker in sorted(by_speaker):
-        split = "test" if speaker in test_speakers else "train"
-        items = by_speaker[speaker]
-        rng = rng_for(cfg.seed, "concat-donors", speaker)
-        n_concat = int(round(cfg.concat.share * len(items)))
-        cursor = 0
-        for _ in range(n_concat):
-            k = int(rng.integers(cfg.concat.min_pieces, cfg.concat.max_pieces + 1))
-            if len(items) - cursor - k < 1:
-                break
-            families.append([_concat_plan(items[cursor: cursor + k], split, cfg, texts)])
-            cursor += k
-        families.extend(_family_plans(clip, split, cfg) for clip in items[cursor:])
-    _assign_channels([p for fam in families for p in fam], cfg)
-    return families
-
-
-# ---- render --------------------------------------------------------------------------------
-
-class _Renderer:
-    """Turns plans into audio; lives once per worker process (holds source and spoof caches)."""
-
-    def __init__(self, cfg: DictConfig, audio_dir: Path, beds: list[str]):
-        self.cfg, self.audio_dir, self.beds = cfg, audio_dir, beds
-        self._sources: dict[str, np.ndarray] = {}
-
-    def source(self, clip: src.SourceClip) -> np.ndarray:
-        if clip.clip_id not in self._sources:
-            wave = trim_silence(read_audio(clip.path))[: int(self.cfg.max_duration_s * SR)]
-            if len(wave) < self.cfg.min_duration_s * SR:
-                raise AudioError(f"{clip.path}: only {len(wave) / SR:.2f} s of speech")
-            self._sources[clip.clip_id] = set_level(wave, -26.0)
-        return self._sources[clip.clip_id]
-
-    def forget_sources(self) -> None:
-        """Families never share recordings, so the cache only needs to live for one family."""
-        self._sources.clear()
-
-    def piece(self, piece: Piece, key: str) -> np.ndarray:
-        rng = rng_for(self.cfg.seed, "piece", key, piece.source.clip_id, piece.attack)
-        if piece.attack == "bonafide":
-            return self.source(piece.source)
-        if piece.attack in VOCODERS:
-            return VOCODERS[piece.attack](self.source(piece.source), rng)
-        tts = TTS_SYSTEMS[piece.attack](piece.source.text, piece.source.language, rng)
-        wave = trim_silence(tts)[: int(self.cfg.max_duration_s * SR)]
-        return set_level(wave, -26.0)
-
-    def partial(self, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
-        """Replace 1..n regions of the recording by its vocoded twin, with short crossfades."""
-        base = self.source(plan.pieces[0].source)
-        fake = self.piece(plan.pieces[1], plan.utt_id)
-        rng = rng_for(self.cfg.seed, "regions", plan.utt_id)
-        c = self.cfg.partial
-        n = len(base)
-        spoof = np.zeros(n, dtype=bool)
-        n_regions = int(rng.integers(1, c.max_regions + 1))
-        longest = max(c.min_region_s * SR, c.max_region_fraction * n / n_regions)
-        for _ in range(n_regions):
-            length = int(np.exp(rng.uniform(np.log(c.min_region_s * SR), np.log(longest))))
-            start = int(rng.integers(0, max(1, n - length)))
-            spoof[start: start + length] = True
-        fade = int(c.crossfade_ms * SR / 1000)
-        weight = spoof.astype(np.float32)
-        if fade > 1:
-            weight = np.clip(np.convolve(weight, np.ones(fade) / fade, mode="same"), 0, 1)
-            weight = np.maximum(weight, spoof)
-        wave = (1 - weight) * base + weight * fake
-        return wave.astype(np.float32), weight > 0
-
-    def concat(self, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
-        rng = rng_for(self.cfg.seed, "gaps", plan.utt_id)
-        waves, masks, total = [], [], 0
-        for i, piece in enumerate(plan.pieces):
-            wave = self.piece(piece, f"{plan.utt_id}/{i}")
-            if i and total + len(wave) > self.cfg.concat.max_total_s * SR:
-                break
-            if i:
-                gap = np.zeros(int(rng.uniform(*self.cfg.concat.gap_ms) * SR / 1000), np.float32)
-                waves.append(gap)
-                masks.append(np.zeros(len(gap), bool))
-            waves.append(wave)
-            masks.append(np.full(len(wave), piece.attack != "bonafide"))
-            total += len(wave)
-        # Pieces past the length limit were dropped: the clip's label follows what is left.
-        plan.pieces = plan.pieces[: (len(waves) + 1) // 2]
-        mask = np.concatenate(masks)
-        plan.label = "spoof" if mask.any() else "bonafide"
-        return np.concatenate(waves), mask
-
-    def render(self, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
-        """Waveform after the channel and a per-sample spoof mask."""
-        if plan.kind == "partial":
-            wave, mask = self.partial(plan)
-        elif plan.kind == "concat":
-            wave, mask = self.concat(plan)
-        else:
-            wave = self.piece(plan.pieces[0], plan.utt_id)
-            mask = np.full(len(wave), plan.kind != "bonafide")
-        return apply_channel(wave, ChannelSpec(**plan.channel), self.beds), mask
-
-
-def segment_labels(spoof_mask: np.ndarray) -> np.ndarray:
-    """10 ms labels, 1 = bona fide: a frame is spoof if any of its samples is (min-pooling)."""
-    n = int(np.ceil(len(spoof_mask) / FRAME))
-    padded = np.zeros(n * FRAME, dtype=bool)
-    padded[: len(spoof_mask)] = spoof_mask
-    return (~padded.reshape(n, FRAME).any(axis=1)).astype(np.int8)
+# Bump when planning or rendering changes what a configuration produces: finished work of older
+# builds is then redone. 3 = SpoofBench v2 (utterances, word-level partial spoofs, channel profiles).
+BUILDER_VERSION = 3
+SLOW_ATTACKS = ("tts_kokoro",)
 
 
 def _row(plan: ClipPlan, duration: float, segments: np.ndarray) -> dict:
     first = plan.pieces[0].source
     languages = sorted({p.source.language for p in plan.pieces})
+    channel = plan.channel
     return {
         "utt_id": plan.utt_id, "path": f"audio/{plan.utt_id}.flac", "duration": round(duration, 4),
         "label": plan.label, "split": plan.split, "kind": plan.kind,
         "attack": "+".join(plan.attacks) or "bonafide", "language": "+".join(languages),
         "speaker": plan.group, "group": plan.group, "source": first.corpus,
-        "spoof_share": round(float(1 - segments.mean()), 4), "channel": plan.channel["codec"] + ("/nb" if plan.channel["narrowband"] else "/wb"),
+        "spoof_share": round(float(1 - segments.mean()), 4), "channel": f"{channel['profile']}/{channel['codec']}",
     }
 
 
-_WORKER: _Renderer | None = None
+_WORKER: Renderer | None = None
 
 
 def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str]):
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = _Renderer(OmegaConf.create(cfg_yaml), Path(audio_dir), beds)
+    _WORKER = Renderer(OmegaConf.create(cfg_yaml), Path(audio_dir), beds)
 
 
 def _render_family(args: tuple[int, list[ClipPlan], str]) -> None:
     """Render one family and record its manifest rows, segment labels and left-out clips on disk."""
     index, plans, done_dir = args
+    key = _family_key(plans)  # before rendering: a concatenation drops the pieces that do not fit
     rows, skipped, segments = [], [], {}
     for plan in plans:
         try:
@@ -317,8 +78,29 @@ def _render_family(args: tuple[int, list[ClipPlan], str]) -> None:
         seg = segment_labels(mask)
         segments[plan.utt_id] = seg.tolist()
         rows.append(_row(plan, len(wave) / SR, seg))
-    write_json_atomic(Path(done_dir) / f"{index:06d}.json", {"rows": rows, "skipped": skipped, "segments": segments})
-    _WORKER.forget_sources()
+    write_json_atomic(Path(done_dir) / f"{index:06d}.json", {"plan": key, "rows": rows,
+                                                            "skipped": skipped, "segments": segments})
+    _WORKER.forget()
+
+
+def _family_key(family: list[ClipPlan]) -> str:
+    """What a record was rendered from: a record whose plan differs (the code changed) is redone."""
+    return hashlib.sha256(json.dumps([(p.utt_id, p.kind, p.attacks, p.channel) for p in family],
+                                     sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_done(record: Path, family: list[ClipPlan]) -> bool:
+    if not record.exists():
+        return False
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("plan") == _family_key(family)
+    except (OSError, ValueError):
+        return False  # a torn or foreign record: render again
+
+
+def _cost(family: list[ClipPlan]) -> float:
+    """Rough render cost of a family: neural TTS runs at about real time, the rest far faster."""
+    return sum(4.0 if any(a in SLOW_ATTACKS for a in plan.attacks) else 1.0 for plan in family)
 
 
 def _plan_hash(cfg: DictConfig) -> str:
@@ -335,13 +117,13 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
             shutil.rmtree(stale)
     done_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "audio").mkdir(exist_ok=True)
-    todo = [(i, fam, str(done_dir)) for i, fam in enumerate(families) if not (done_dir / f"{i:06d}.json").exists()]
+    todo = [(i, fam, str(done_dir)) for i, fam in enumerate(families) if not _is_done(done_dir / f"{i:06d}.json", fam)]
     if len(todo) < len(families):
         print(f"resuming: {len(families) - len(todo)} of {len(families)} families already rendered")
     workers = workers or os.cpu_count() or 1
     init = (OmegaConf.to_yaml(cfg), str(out_dir / "audio"), beds)
-    # Longest families first keeps the pool busy to the end.
-    todo.sort(key=lambda t: -len(t[1]))
+    # Costliest families first keeps the pool busy to the end.
+    todo.sort(key=lambda t: -_cost(t[1]))
     if todo:
         ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
         with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
@@ -359,11 +141,19 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
 
 # ---- assemble ------------------------------------------------------------------------------
 
-def write_dataset(rows: list[dict], segments: dict, out_dir: Path) -> pd.DataFrame:
-    table = pd.DataFrame(rows).sort_values("utt_id").reset_index(drop=True)
+def add_conditions(table: pd.DataFrame, unseen_attacks) -> pd.DataFrame:
+    """Every clip's test condition (plan.CONDITIONS); languages count as seen if training has them."""
+    train_languages = {lang for cell in table.loc[table.split == "train", "language"] for lang in cell.split("+")}
+    table["condition"] = [condition_of(r.language, r.label, r.kind, r.attack, train_languages, set(unseen_attacks))
+                          for r in table.itertuples()]
+    return table
+
+
+def write_dataset(rows: list[dict], segments: dict, out_dir: Path, unseen_attacks=()) -> pd.DataFrame:
+    table = add_conditions(pd.DataFrame(rows).sort_values("utt_id").reset_index(drop=True), unseen_attacks)
     for orphan in set((out_dir / "audio").glob("*.flac")) - {out_dir / p for p in table["path"]}:
         orphan.unlink()  # left by an earlier build with another configuration
-    meta = ["attack", "kind", "language", "speaker", "group", "source", "spoof_share", "channel"]
+    meta = ["attack", "kind", "condition", "language", "speaker", "group", "source", "spoof_share", "channel"]
     train = table[table.split == "train"]
     test = table[table.split == "test"]
     write_csv_atomic(train[["utt_id", "path", "duration", "label", *meta]], out_dir / "train.csv")
@@ -390,18 +180,23 @@ def build_benchmark(cfg: DictConfig, workers: int | None = None) -> Path:
     clips = src.discover(roots, cfg.corpora)
     if not clips:
         raise SystemExit(f"no bona fide recordings under {[str(r) for r in roots]}: run `make setup`")
-    families = make_plan(cfg, clips)
+    utterances = join_utterances(clips, cfg.utterance, cfg.seed)
+    families = make_plan(cfg, utterances)
     n_clips = sum(len(f) for f in families)
-    print(f"{cfg.name}: {len(clips)} recordings found, {n_clips} clips planned in {len(families)} families")
+    print(f"{cfg.name}: {len(clips)} recordings joined into {len(utterances)} utterances; "
+          f"{n_clips} clips planned in {len(families)} families")
     rows, skipped, segments = render_all(families, cfg, out_dir, src.noise_beds(roots), workers)
-    table = write_dataset(rows, segments, out_dir)
+    table = write_dataset(rows, segments, out_dir, cfg.attacks.unseen)
     from antispoof.data.card import write_card
     from antispoof.data.probe import run_probe
 
     probe = run_probe(out_dir, folds=cfg.probe.folds, seed=cfg.seed) if cfg.probe.enabled else None
-    write_card(out_dir, cfg, table, skipped, probe, build_seconds=time.time() - started, n_recordings=len(clips))
+    write_card(out_dir, cfg, table, skipped, probe, build_seconds=time.time() - started, n_recordings=len(clips),
+               segments=segments)
     if probe is not None:
-        verdict = "OK" if probe["cv_eer"] >= cfg.probe.target_eer else "BELOW TARGET: the data has a shortcut"
-        print(f"shortcut probe: cross-validated EER {probe['cv_eer']:.3f} (target >= {cfg.probe.target_eer}) {verdict}")
+        low = min(probe["cv_eer"], probe.get("test_eer", 1.0))
+        verdict = "OK" if low >= cfg.probe.target_eer else "BELOW TARGET: the data has a shortcut"
+        print(f"shortcut probe: cross-validated EER {probe['cv_eer']:.3f}, test EER {probe.get('test_eer', float('nan')):.3f} "
+              f"(target >= {cfg.probe.target_eer}) {verdict}")
     print(f"built {len(table)} clips ({len(skipped)} left out, see README.md) in {time.time() - started:.0f} s")
     return out_dir

@@ -6,6 +6,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from antispoof.conditions import CONDITIONS, condition_masks, expected_half_width
+from antispoof.data.manifest import SEGMENT_HOP_S
+from antispoof.data.plan import region_lengths
 from antispoof.data.sources import LICENCES
 from antispoof.data.spoofers import ATTACKS
 from antispoof.utils import write_text_atomic
@@ -24,13 +27,46 @@ def durations(table: pd.DataFrame) -> pd.DataFrame:
     return stats.round(2)
 
 
+def condition_table(table: pd.DataFrame, probe: dict | None) -> pd.DataFrame:
+    """Test clips per condition, the EER half-width they allow, and the probe's EER there."""
+    test = table[table.split == "test"]
+    probe_rows = (probe or {}).get("test_by_condition", {})
+    rows = []
+    for name, mask in condition_masks(test["condition"]).items():
+        part = test[mask]
+        n_b, n_s = int((part.label == "bonafide").sum()), int((part.label == "spoof").sum())
+        hit = probe_rows.get(name, {})
+        rows.append({"condition": name, "bona fide": n_b, "spoof": n_s, "minutes": round(part.duration.sum() / 60, 1),
+                     "half-width at 10 % EER": round(100 * expected_half_width(n_b, n_s), 1),
+                     "probe EER %": round(100 * hit.get("eer", float("nan")), 1),
+                     "probe half-width": round(100 * hit.get("half_width", float("nan")), 1)})
+    return pd.DataFrame(rows)
+
+
+def partial_table(table: pd.DataFrame, segments: dict) -> pd.DataFrame:
+    """Spoofed share and region lengths of the partial spoofs, as quantiles per split."""
+    rows = []
+    for split in ("train", "test"):
+        part = table[(table.split == split) & (table.kind == "partial")]
+        if part.empty:
+            continue
+        regions = [r for u in part.utt_id for r in region_lengths(segments[u], SEGMENT_HOP_S)]
+        n_regions = [len(region_lengths(segments[u], SEGMENT_HOP_S)) for u in part.utt_id]
+        for what, values in (("spoofed share", part.spoof_share), ("region length s", regions),
+                             ("regions per clip", n_regions)):
+            q = pd.Series(values).quantile([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]).round(3)
+            rows.append({"split": split, "what": what, "clips": len(part),
+                         **{f"q{int(k * 100)}": v for k, v in q.items()}})
+    return pd.DataFrame(rows)
+
+
 def write_card(out_dir: Path, cfg: DictConfig, table: pd.DataFrame, skipped: list[str], probe: dict | None,
-               build_seconds: float, n_recordings: int) -> None:
+               build_seconds: float, n_recordings: int, segments: dict | None = None) -> None:
     attacks = sorted({a for cell in table["attack"] for a in cell.split("+") if a != "bonafide"})
     unseen = [a for a in attacks if a in set(cfg.attacks.unseen)]
     probe_text = "not run"
     if probe:
-        probe_text = (f"cross-validated EER on train **{probe['cv_eer']:.3f}** (target >= {cfg.probe.target_eer}); "
+        probe_text = (f"cross-validated EER on train **{probe['cv_eer']:.3f}** (target >= {cfg.probe.target_eer} on both splits); "
                       f"EER on the hidden test split {probe.get('test_eer', float('nan')):.3f}; "
                       f"statistics it leans on most: {', '.join(probe['features'])}")
     text = f"""# {cfg.name}
@@ -43,8 +79,8 @@ Labels: `bonafide` / `spoof`; segment labels at 10 ms in `train_segments.npz` an
 minDCF, actDCF, Cllr); `antispoof score FILE --data {out_dir}`.
 
 ## Files
-`train.csv` (utt_id, path, duration, label, attack, kind, language, speaker, group, source,
-spoof_share, channel), `test.csv` (utt_id, path, duration), `solution.csv` (hidden labels and
+`train.csv` (utt_id, path, duration, label, attack, kind, condition, language, speaker, group,
+source, spoof_share, channel), `test.csv` (utt_id, path, duration), `solution.csv` (hidden labels and
 metadata of the test split), `sample_submission.csv`, `competition.json`, `audio/` (16 kHz mono FLAC).
 
 ## Sources and licences
@@ -58,17 +94,24 @@ metadata of the test split), `sample_submission.csv`, `competition.json`, `audio
 - Test split = unseen speakers: {', '.join(cfg.test_speakers)}.
 - Attacks ({len(attacks)}): {', '.join(f"{a} ({ATTACKS.get(a, '?')})" for a in attacks)}.
   Unseen in training (test only): {', '.join(unseen) or 'none'}.
-- kinds: `bonafide`; `tts` (the recording's text spoken by a TTS system in its language);
-  `vocoder` (the recording re-synthesised); `partial` (1-{cfg.partial.max_regions} regions of
-  {cfg.partial.min_region_s * 1000:.0f} ms up to {cfg.partial.max_region_fraction:.0%} of the clip replaced by
-  the vocoded twin, {cfg.partial.crossfade_ms} ms crossfades counted as spoof); `concat` (pieces of one
-  speaker's recordings, some replaced by spoofs, TTS pieces possibly in another language;
+- Bona fide utterances: recordings of at least {cfg.utterance.whole_min_s} s stay whole; shorter ones
+  (words, stamp names, short prompts) of one speaker are joined in corpus order with
+  {cfg.utterance.pause_s[0]}-{cfg.utterance.pause_s[1]} s pauses into utterances of {cfg.utterance.target_s[0]}-{cfg.utterance.target_s[1]} s (at most
+  {cfg.utterance.max_s} s).
+- kinds: `bonafide`; `tts` (the utterance's text spoken by a TTS system in its language);
+  `vocoder` (the utterance re-synthesised); `partial` (whole words / phrases replaced, see
+  below; {cfg.partial.crossfade_ms} ms crossfades counted as spoof); `concat` (2-{cfg.concat.max_pieces} utterances of one
+  speaker, some replaced by spoofs, TTS pieces possibly in another language;
   {cfg.concat.bonafide_share:.0%} of concatenations are wholly bona fide).
 - Every clip, whatever its class, passes one channel drawn from the same distribution:
-  noise (white/pink/brown/music) at {cfg.channel.snr_min_db}-{cfg.channel.snr_max_db} dB SNR, a band limit
-  (telephone 8 kHz for {cfg.channel.narrowband_share:.0%} of each class, else a low-pass at
-  {cfg.channel.cutoff_min_hz}-{cfg.channel.cutoff_max_hz} Hz), a codec (G.711, G.726, G.722, Opus, MP3, AAC or none),
-  level {cfg.channel.level_min_db} to {cfg.channel.level_max_db} dBFS.
+  noise (white/pink/brown/music), a band limit, an optional limiter, a codec and a level, in one
+  of four profiles with the same share in each class of each split:
+  {", ".join(f"{name} {share:.0%}" for name, share in cfg.channel.profiles.items())}
+  (telephone: 8 kHz, G.711 / G.726; band_limited: low-pass at {cfg.channel.cutoff_min_hz}-{cfg.channel.cutoff_max_hz} Hz, G.722 /
+  Opus / MP3 / AAC, {cfg.channel.snr_min_db}-{cfg.channel.snr_max_db} dB SNR; full_band: to {cfg.channel.full_band_cutoff_hz[0]}+ Hz at
+  {cfg.channel.full_band_snr_db[0]}-{cfg.channel.full_band_snr_db[1]} dB SNR; noisy_full_band: {cfg.channel.noisy_snr_db[0]}-{cfg.channel.noisy_snr_db[1]} dB SNR).
+  Clips from {", ".join(cfg.channel.band_limited_corpora) or "no corpus"} (recorded through a band-limited channel) never get a
+  full-band profile.
 
 ## Shortcut probe
 Gradient boosting on global clip statistics (duration, loudness, bandwidth, roll-off,
@@ -76,6 +119,28 @@ silence ratio, noise floor, ...): {probe_text}.
 
 ## Durations
 {durations(table).reset_index().to_markdown(index=False)}
+
+Clip length quantiles (s): {", ".join(f"q{int(k * 100)} {v:.2f}" for k, v in table.duration.quantile([0.05, 0.25, 0.5, 0.75, 0.95]).items())}.
+
+## Counts by condition
+Each test clip's `condition` is in `solution.csv` (train clips carry theirs in `train.csv`):
+{", ".join(CONDITIONS)}; bona fide clips of seen languages are `bonafide`. A spoof condition is
+scored against those; `unseen_language` holds both classes of the languages training never
+hears. The half-width is the 95 % interval half-width of an EER of 10 % that the counts allow
+(normal approximation); the probe's own EER per condition is given with its bootstrap half-width.
+
+{count_table(table, "condition").reset_index().to_markdown(index=False)}
+
+{condition_table(table, probe).to_markdown(index=False) if "condition" in table else ""}
+
+## Partial spoofs
+Whole words or phrases of an utterance replaced by its vocoded twin or by a TTS of those words
+(1-{cfg.partial.max_regions} runs, spoofed share drawn from {cfg.partial.share[0]:.0%}-{cfg.partial.share[1]:.0%}).
+
+{partial_table(table, segments).to_markdown(index=False) if segments else "not recorded"}
+
+## Counts by channel profile
+{count_table(table.assign(profile=table.channel.str.split("/").str[0]), "profile").reset_index().to_markdown(index=False)}
 
 ## Counts by kind
 {count_table(table, "kind").reset_index().to_markdown(index=False)}

@@ -4,7 +4,8 @@ Real recordings carry traces of their channel (telephone band, Ogg, G.722) that 
 speech lacks; a detector trained on raw sources learns the channel instead of the spoof.
 Every clip therefore goes through: background noise at a random SNR -> band limit (telephone
 8 kHz resampling or a random band-pass, which also removes DC offsets) -> an optional soft
-limiter -> a lossy codec -> a random level. The codec output
+limiter -> a lossy codec -> a random level. Four profiles span hard to easy channels (see
+PROFILES); each class gets the same share of each. The codec output
 is re-aligned to its input, so the 10 ms segment labels stay exact.
 """
 from __future__ import annotations
@@ -35,13 +36,18 @@ CODECS = {
 }
 NARROWBAND_CODECS = ("none", "mulaw", "alaw", "g726")
 WIDEBAND_CODECS = ("none", "g722", "opus", "mp3", "aac")
+FULL_BAND_CODECS = ("none", "none", "opus", "mp3")  # at 48 kbit/s or more: transparent to 8 kHz
 NOISE_KINDS = ("white", "pink", "brown", "music")
+# Channel profiles from hard to easy: a telephone line, a band-limited wideband channel, a clean
+# full-band one (to 8 kHz, faint noise) and a full-band one with audible noise.
+PROFILES = ("telephone", "band_limited", "full_band", "noisy_full_band")
 
 
 @dataclass(frozen=True)
 class ChannelSpec:
     """Everything random about one clip's channel, fixed at planning time (so it is reproducible)."""
 
+    profile: str
     narrowband: bool
     highpass_hz: float
     cutoff_hz: float
@@ -57,17 +63,29 @@ class ChannelSpec:
         return asdict(self)
 
 
-def draw_channel(rng: np.random.Generator, narrowband: bool, cfg) -> ChannelSpec:
-    """Draw a channel; whether it is narrowband is decided by the caller (balanced per class)."""
-    codecs = NARROWBAND_CODECS if narrowband else WIDEBAND_CODECS
+def draw_channel(rng: np.random.Generator, profile: str, cfg) -> ChannelSpec:
+    """Draw a channel of a profile; which profile a clip gets is decided by the caller (balanced per class)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown channel profile {profile!r}; known: {', '.join(PROFILES)}")
+    narrowband, full = profile == "telephone", profile in ("full_band", "noisy_full_band")
+    codecs = NARROWBAND_CODECS if narrowband else FULL_BAND_CODECS if full else WIDEBAND_CODECS
+    if narrowband:
+        highpass, cutoff = rng.uniform(250, 350), rng.uniform(3300, 3800)
+    elif full:
+        highpass, cutoff = rng.uniform(cfg.highpass_min_hz, cfg.highpass_max_hz), rng.uniform(*cfg.full_band_cutoff_hz)
+    else:
+        highpass, cutoff = rng.uniform(cfg.highpass_min_hz, cfg.highpass_max_hz), rng.uniform(cfg.cutoff_min_hz, cfg.cutoff_max_hz)
+    snr = {"full_band": cfg.full_band_snr_db, "noisy_full_band": cfg.noisy_snr_db}.get(
+        profile, (cfg.snr_min_db, cfg.snr_max_db))
     return ChannelSpec(
+        profile=profile,
         narrowband=narrowband,
-        highpass_hz=float(rng.uniform(250, 350) if narrowband else rng.uniform(cfg.highpass_min_hz, cfg.highpass_max_hz)),
-        cutoff_hz=float(rng.uniform(3300, 3800) if narrowband else rng.uniform(cfg.cutoff_min_hz, cfg.cutoff_max_hz)),
+        highpass_hz=float(highpass),
+        cutoff_hz=float(cutoff),
         codec=str(codecs[rng.integers(len(codecs))]),
-        kbps=int(rng.choice([16, 24, 32, 48])),
+        kbps=int(rng.choice([48, 64, 96]) if full else rng.choice([16, 24, 32, 48])),
         noise=str(NOISE_KINDS[rng.integers(len(NOISE_KINDS))]),
-        snr_db=float(rng.uniform(cfg.snr_min_db, cfg.snr_max_db)),
+        snr_db=float(rng.uniform(*snr)),
         limiter_percentile=float(rng.uniform(99.0, 99.9) if rng.random() < cfg.limiter_prob else 100.0),
         level_db=float(rng.uniform(cfg.level_min_db, cfg.level_max_db)),
         seed=int(rng.integers(2**31)),

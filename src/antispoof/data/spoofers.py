@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,16 +96,60 @@ class TTS:
         # Festival's front ends stop at quotes, brackets and dashes they do not know; plain
         # letters and sentence punctuation are what every voice reads.
         text = re.sub(r"[^\w\s.,!?'-]+", " ", text).strip(" .,!?'-")
-        with tempfile.TemporaryDirectory() as tmp:
-            src, out = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
-            src.write_bytes(text.encode("utf-8"))
-            _run(["text2wave", "-eval", f"(voice_{self.voice})",
-                  "-eval", f"(Parameter.set 'Duration_Stretch {1 / speed:.3f})", "-o", str(out), str(src)], what)
-            return _wav_file(out, what)
+        return _festival_session(self.voice).speak(text, 1 / speed, what)
 
     def _kokoro(self, text, language, speed, rng, what):
         phonemes = _run(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICES[language], text], what).decode()
         return kokoro_synthesize(" ".join(phonemes.split()), self.voice, speed, what)
+
+
+class FestivalSession:
+    """One festival process per voice, kept running: loading a voice (about 2 s for the Russian
+    clunits one) costs far more than speaking a sentence. Commands go to its stdin in pipe mode;
+    festival buffers its stdout, so each request ends by creating a marker file, which is what
+    we wait for."""
+
+    def __init__(self, voice: str):
+        self.voice = voice
+        self.dir = Path(tempfile.mkdtemp(prefix="antispoof-festival-"))
+        self.proc = None
+        self.count = 0
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(["festival", "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self._send(f"(voice_{self.voice})")
+
+    def _send(self, commands: str) -> None:
+        self.proc.stdin.write(commands.encode("utf-8") + b"\n")
+        self.proc.stdin.flush()
+
+    def speak(self, text: str, stretch: float, what: str, timeout_s: float = 300.0) -> np.ndarray:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        self.count += 1
+        out, mark = self.dir / f"{self.count}.wav", self.dir / f"{self.count}.done"
+        self._send(f"(Parameter.set 'Duration_Stretch {stretch:.3f})\n(set! antispoof_utt nil)\n"
+                   f'(set! antispoof_utt (SynthText "{text}"))\n'
+                   f'(if antispoof_utt (utt.save.wave antispoof_utt "{out}" (quote riff)))\n'
+                   f'(fclose (fopen "{mark}" "w"))')
+        deadline = time.monotonic() + timeout_s
+        while not mark.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc = None
+                raise SynthesisError(f"{what}: festival stopped or hung on this text")
+            time.sleep(0.005)
+        mark.unlink()
+        try:
+            return _wav_file(out, what)
+        finally:
+            out.unlink(missing_ok=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _festival_session(voice: str) -> FestivalSession:
+    return FestivalSession(voice)
 
 
 @functools.lru_cache(maxsize=1)
@@ -192,16 +237,20 @@ def griffin_lim(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def mlsa(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Mel-cepstrum + pulse/noise excitation through an MLSA filter (HTS-style vocoder)."""
+    """Mel-cepstrum + pulse/noise excitation through an MLSA filter (HTS-style vocoder).
+
+    The mel-cepstrum comes from WORLD's spectral envelope (sp2mc), as in HTS / Merlin recipes;
+    it is also four times faster than a per-frame mcep fit.
+    """
     import pysptk
+    import pyworld
     from pysptk.synthesis import MLSADF, Synthesizer
 
-    hop, win, order, alpha = 160, 512, 24, 0.42
-    f0, _ = _f0(wave, frame_period_ms=1000 * hop / SR)
+    hop, order, alpha = 160, 24, 0.42
     # A faint dither keeps the cepstrum of digital silence finite (else the MLSA filter diverges).
-    x = np.pad(wave.astype(np.float64) + 1e-4 * rng.standard_normal(len(wave)), (win // 2, win))
-    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][: len(f0)] * np.blackman(win)
-    mc = np.apply_along_axis(pysptk.mcep, 1, frames, order, alpha, etype=1, eps=1e-8)
+    x = wave.astype(np.float64) + 1e-4 * rng.standard_normal(len(wave))
+    f0, t = _f0(wave, frame_period_ms=1000 * hop / SR)
+    mc = pysptk.sp2mc(pyworld.cheaptrick(x, f0, t, SR, fft_size=512), order, alpha)
     pitch = np.where(f0 > 0, SR / np.maximum(f0, 1.0), 0.0)
     excitation = pysptk.excite(pitch.astype(np.float64), hop)
     np.random.seed(int(rng.integers(2**31)))  # pysptk's noise excitation uses the global RNG

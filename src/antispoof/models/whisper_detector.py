@@ -250,12 +250,14 @@ class WhisperDetector(nn.Module):
                                                  min_masks=cfg.mask_feature_min_masks)
         return time_mask, feature_mask
 
-    def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor):
+    def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor, all_layers: bool = False):
         """The Whisper encoder over [N, n_mels, T] log-mel with the first T / 2 positions.
 
         transformers' WhisperEncoder.forward insists on its full input length and cannot mask
         padding, so its modules are run here in the same order: conv1, conv2 (stride 2), + positions,
         the layers (with a key padding mask under pad_to=batch), the final LayerNorm.
+        `all_layers` returns every hidden state instead, [L + 1, N, T, D]: the input of the first
+        layer, then each layer's output, the last one after the final LayerNorm (transformers' order).
         """
         enc = self.encoder
         x = F.gelu(enc.conv1(mel))
@@ -266,8 +268,12 @@ class WhisperDetector(nn.Module):
         mask = None
         if self.config.pad_to == "batch":
             mask = valid_mask(frames, x.shape[1])[:, None, None, :]  # [N, 1, 1, T]: True = attend
+        states = [x]
         for layer in enc.layers:
             x = layer(x, mask)
+            states.append(x)
+        if all_layers:
+            return torch.stack(states[:-1] + [enc.layer_norm(x)]), frames
         return enc.layer_norm(x), frames
 
     @staticmethod
