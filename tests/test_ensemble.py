@@ -12,7 +12,7 @@ import pytest
 
 from antispoof import metrics as M
 from antispoof.cli import main as cli
-from antispoof.data.manifest import ManifestError, save_segments
+from antispoof.data.manifest import save_segments
 from antispoof.ensemble import crossfit
 from antispoof.ensemble.features import segment_statistics
 from antispoof.ensemble.normalise import Normaliser
@@ -24,6 +24,7 @@ from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_s
                                      search_weights, weighted_mean)
 from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
 from antispoof.predict import write_table
+from antispoof.schema import ManifestError
 from antispoof.submit import region_frames
 
 # ---- a synthetic project: data set + fold outputs of three detectors -----------------------------

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from antispoof import metrics as M
-from antispoof.data.manifest import ManifestError
+from antispoof.schema import ManifestError
 from antispoof.submit import score_submission
 
 # 4 bona fide, 6 spoof from two attacks, two languages

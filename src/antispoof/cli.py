@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from antispoof.compare import CompareError
     from antispoof.config import ConfigError
-    from antispoof.data.manifest import ManifestError
+    from antispoof.schema import ManifestError
     from antispoof.models.whisper_weights import WeightsError
 
     try:

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import ManifestError, load_segments, load_split
+from antispoof.data.manifest import load_segments, load_split
 from antispoof.metrics import compute_eer, pooled_segment_eer, segment_points
+from antispoof.schema import ManifestError
 
 
 class CompareError(ValueError):

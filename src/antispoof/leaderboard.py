@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from antispoof.config import load_config
-from antispoof.data.manifest import fail
 from antispoof.ensemble import report as R
 from antispoof.ensemble.crossfit import Outcome, cross_fit
 from antispoof.ensemble.segments import fit_segment_threshold, fuse_segments, regions_table
@@ -27,6 +26,7 @@ from antispoof.ensemble.stack import FittedFusion, LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import Ensemble, load_ensemble
 from antispoof.ensemble.vote import SingleModel, SoftVote, vote_systems
 from antispoof.metrics import binary_scores, compute_eer
+from antispoof.schema import ManifestError, fail
 from antispoof.submit import (hidden_solution, score_predictions, score_submission, write_asvspoof5_scores,
                               write_label_submission, write_score_submission, write_segment_submission)
 from antispoof.utils import write_json_atomic
@@ -268,8 +268,6 @@ def main(kind: str, argv=None) -> int:
     """Entry point of ensemble/vote.py and ensemble/stack.py: one-line errors, warnings and a table."""
     import sys
     import warnings
-
-    from antispoof.data.manifest import ManifestError
 
     args = parse_args(kind, argv)
     seen: list[str] = []

@@ -30,7 +30,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import LABELS, SEGMENT_HOP_S, fail
+from antispoof.schema import LABELS, SEGMENT_HOP_S, fail
 
 P_SPOOF = 0.05
 C_MISS = 1.0

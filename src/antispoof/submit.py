@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import (LABELS, SEGMENT_HOP_S, fail, first_row, load_segments, load_split,
-                                     read_manifest)
+from antispoof.data.manifest import load_segments, load_split, read_manifest
 from antispoof.metrics import binary_scores, bonafide_mask, compute_eer, utterance_metrics
+from antispoof.schema import LABELS, SEGMENT_HOP_S, fail, first_row
 from antispoof.utils import write_csv_atomic
 
 COMPETITION_DEFAULTS = {

@@ -26,10 +26,11 @@ from antispoof.augment import BatchAugmenter, WaveAugmenter
 from antispoof.config import data_dir, load_config
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate
 from antispoof.data.folds import make_folds
-from antispoof.data.manifest import ManifestError, load_segments, load_split
+from antispoof.data.manifest import load_segments, load_split
 from antispoof.data.sources import effect_sounds, noise_beds
 from antispoof.metrics import compute_eer
 from antispoof.models.factory import build_model
+from antispoof.schema import ManifestError
 from antispoof.utils import write_json_atomic, write_text_atomic
 
 

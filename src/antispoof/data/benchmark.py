@@ -31,8 +31,9 @@ from tqdm import tqdm
 from antispoof.data import sources as src
 from antispoof.data.audio import SR, AudioError, read_audio, set_level, trim_silence, write_audio
 from antispoof.data.channel import ChannelSpec, apply_channel, draw_channel
-from antispoof.data.manifest import SEGMENT_HOP_S, save_segments
+from antispoof.data.manifest import save_segments
 from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS, SynthesisError, check_tools
+from antispoof.schema import SEGMENT_HOP_S
 from antispoof.utils import rng_for, write_csv_atomic, write_json_atomic
 
 FRAME = int(SR * SEGMENT_HOP_S)

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from antispoof.data.audio import SR, resample
-from antispoof.data.manifest import SEGMENT_HOP_S, constant_segments
+from antispoof.data.manifest import constant_segments
+from antispoof.schema import SEGMENT_HOP_S
 from antispoof.utils import rng_for
 
 FRAME = int(SR * SEGMENT_HOP_S)  # samples per 10 ms label

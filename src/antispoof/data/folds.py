@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from antispoof.data.manifest import LABELS, ManifestError, read_manifest
+from antispoof.data.manifest import read_manifest
+from antispoof.schema import LABELS, ManifestError
 from antispoof.utils import write_csv_atomic
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import soundfile as sf
 
 from antispoof.data import manifest as mf
-from antispoof.data.manifest import LABELS, ManifestError
+from antispoof.schema import LABELS, ManifestError, read_text_table, require_columns
 from antispoof.utils import write_csv_atomic, write_json_atomic, write_text_atomic
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
@@ -340,15 +340,8 @@ def _find_audio(utt_id: str, index, folder: Path, where: str) -> Path:
 
 
 def _read_competition_csv(csv_path: Path, id_column: str, label_column: str) -> pd.DataFrame:
-    if not csv_path.is_file():
-        raise ManifestError(f"{csv_path}: file not found")
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{csv_path}: malformed CSV ({str(err).splitlines()[0]})") from None
-    missing = [c for c in (id_column, label_column) if c not in df.columns]
-    if missing:
-        raise ManifestError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(df.columns)}")
+    df = read_text_table(csv_path, dtype=str, keep_default_na=False)
+    require_columns(csv_path, df, (id_column, label_column))
     ids = df[id_column].str.strip()
     for mask, problem in ((ids == "", "empty id"), (ids.duplicated(), "duplicate id")):
         if mask.any():

@@ -14,7 +14,7 @@ A data set is a folder, Kaggle style::
 corpus instead of copying it). Metadata columns used across the project: attack, language,
 speaker, group (recordings derived from one another share a group), source.
 
-Every reader here fails with a one-line `ManifestError` naming the file and the row.
+Every reader here fails with a one-line `ManifestError` (antispoof.schema) naming the file and the row.
 """
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from antispoof.schema import LABELS, SEGMENT_HOP_S, ManifestError, fail, first_row, read_text_table, require_columns
 from antispoof.utils import atomic_path
 
-LABELS = ("bonafide", "spoof")
-SEGMENT_HOP_S = 0.01
 METADATA_COLUMNS = ("attack", "language", "speaker", "group", "source")
 
 TRAIN_COLUMNS = ("utt_id", "path", "duration", "label")
@@ -37,34 +36,11 @@ TEST_COLUMNS = ("utt_id", "path", "duration")
 SOLUTION_COLUMNS = ("utt_id", "label")
 
 
-class ManifestError(ValueError):
-    """A data set file is missing, malformed or inconsistent (message names file and row)."""
-
-
-def fail(path, problem: str, row: int | None = None):
-    """Raise the one-line error every reader of user files gives: `<file> [row N]: <problem>`."""
-    where = f"{path}" if row is None else f"{path} row {row}"
-    raise ManifestError(f"{where}: {problem}")
-
-
 def read_table(csv_path: str | Path, required: Iterable[str]) -> pd.DataFrame:
     """Read a CSV with string ids; refuse missing columns and unparsable files."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        fail(csv_path, "file not found")
-    try:
-        df = pd.read_csv(csv_path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        fail(csv_path, f"malformed CSV ({str(err).splitlines()[0]})")
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        fail(csv_path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+    df = read_text_table(csv_path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""])
+    require_columns(csv_path, df, required)
     return df
-
-
-def first_row(mask) -> int:
-    """1-based data row (header excluded) of the first True in `mask`: the row `fail` names."""
-    return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0]) + 1
 
 
 def _check_ids(csv_path, df):

@@ -16,6 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
 from antispoof.data.manifest import load_split
+from antispoof.metrics import compute_eer
 from antispoof.utils import write_csv_atomic
 
 FEATURES = ("duration", "rms_db", "peak_db", "crest_db", "dc_offset", "zcr", "silence_ratio",
@@ -72,8 +73,6 @@ def run_probe(data_dir: str | Path, submission: str | Path | None = None, folds:
 
     Scores are P(bona fide), so higher = more bona fide as everywhere in the project.
     """
-    from antispoof.metrics import compute_eer
-
     train = load_split(data_dir, "train")
     X, y = statistics_table(train), (train["label"] == "bonafide").to_numpy(int)
     groups = train["group"] if "group" in train else train["utt_id"]

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from antispoof.config import data_dir as resolve_data_dir
-from antispoof.data.manifest import fail, read_manifest
+from antispoof.data.manifest import read_manifest
 from antispoof.predict import read_table
+from antispoof.schema import fail
 
 FINISHED = ("oof.parquet", "test.parquet", "metrics.json")
 SCORE_COLUMNS = ("score", "score_utt", "score_seg_min")
