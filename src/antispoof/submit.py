@@ -3,7 +3,7 @@
 A submission is a CSV with an id column and a hard `label` column (competition 0/1,
 1 = spoof by default) and/or a `score` column (higher = more bona fide). The column names,
 the 0/1 mapping and whether the file has a header come from an optional
-`<data_dir>/competition.json`, so an imported competition keeps its own format (e.g.
+`<data_dir>/competition.json` (data/layout.py), so an imported competition keeps its own format (e.g.
 `speech_name`). Two more formats are written and scored here:
   * an ASVspoof 5 score file: TSV with the header `filename<TAB>cm-score`;
   * a segment file: `<id>,start,end` per spoofed region in seconds (several rows per clip,
@@ -15,54 +15,20 @@ metrics, and by `antispoof compare`; no model or ensemble fit ever sees them.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from antispoof.data.layout import load_competition
 from antispoof.data.manifest import load_segments, load_split, read_manifest
 from antispoof.metrics import binary_scores, bonafide_mask, compute_eer, utterance_metrics
-from antispoof.schema import LABELS, SEGMENT_HOP_S, fail, first_row
+from antispoof.schema import SEGMENT_HOP_S, fail, first_row
 from antispoof.utils import write_csv_atomic
 
-COMPETITION_DEFAULTS = {
-    "id_column": "utt_id",
-    "label_column": "label",
-    "score_column": "score",
-    "positive": "spoof",
-    "positive_value": 1,
-    "negative_value": 0,
-    "header": True,
-}
 GROUP_COLUMNS = ("attack", "language")
 ASVSPOOF5_COLUMNS = ("filename", "cm-score")
 SEGMENT_COLUMNS = ("start", "end")
-
-
-def load_competition(data_dir) -> dict:
-    """Submission format of a data set: competition.json over the defaults."""
-    path = Path(data_dir) / "competition.json"
-    cfg = dict(COMPETITION_DEFAULTS)
-    if not path.exists():
-        return cfg
-    try:
-        given = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        fail(path, f"invalid JSON ({err})")
-    if not isinstance(given, dict):
-        fail(path, "expected a JSON object")
-    unknown = sorted(set(given) - set(cfg))
-    if unknown:
-        fail(path, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(cfg)}")
-    cfg.update(given)
-    if cfg["positive"] not in LABELS:
-        fail(path, f"positive must be bonafide or spoof, not {cfg['positive']!r}")
-    if str(cfg["positive_value"]) == str(cfg["negative_value"]):
-        fail(path, "positive_value and negative_value must differ")
-    if not isinstance(cfg["header"], bool):
-        fail(path, f"header must be true or false, not {cfg['header']!r}")
-    return cfg
 
 
 # ---- writers ------------------------------------------------------------------------------

@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from antispoof.data import sources as src
 from antispoof.data.audio import SR, AudioError, read_audio, set_level, trim_silence, write_audio
 from antispoof.data.channel import ChannelSpec, apply_channel, draw_channel
-from antispoof.data.manifest import save_segments
+from antispoof.data.layout import write_dataset
 from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS, SynthesisError, check_tools
 from antispoof.schema import SEGMENT_HOP_S
-from antispoof.utils import rng_for, write_csv_atomic, write_json_atomic
+from antispoof.utils import rng_for, write_json_atomic
 
 FRAME = int(SR * SEGMENT_HOP_S)
 # Bump when rendering changes what a plan produces: finished work of older builds is then redone.
@@ -360,23 +359,8 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
 
 # ---- assemble ------------------------------------------------------------------------------
 
-def write_dataset(rows: list[dict], segments: dict, out_dir: Path) -> pd.DataFrame:
-    table = pd.DataFrame(rows).sort_values("utt_id").reset_index(drop=True)
-    for orphan in set((out_dir / "audio").glob("*.flac")) - {out_dir / p for p in table["path"]}:
-        orphan.unlink()  # left by an earlier build with another configuration
-    meta = ["attack", "kind", "language", "speaker", "group", "source", "spoof_share", "channel"]
-    train = table[table.split == "train"]
-    test = table[table.split == "test"]
-    write_csv_atomic(train[["utt_id", "path", "duration", "label", *meta]], out_dir / "train.csv")
-    write_csv_atomic(test[["utt_id", "path", "duration"]], out_dir / "test.csv")
-    write_csv_atomic(test[["utt_id", "label", *meta]], out_dir / "solution.csv")
-    write_csv_atomic(pd.DataFrame({"utt_id": test.utt_id, "label": 0}), out_dir / "sample_submission.csv")
-    save_segments(out_dir / "train_segments.npz", {u: segments[u] for u in train.utt_id})
-    save_segments(out_dir / "solution_segments.npz", {u: segments[u] for u in test.utt_id})
-    write_json_atomic(out_dir / "competition.json", {
-        "id_column": "utt_id", "label_column": "label", "score_column": "score",
-        "positive": "spoof", "positive_value": 1, "negative_value": 0})
-    return table
+# Metadata columns of train.csv and solution.csv (data/layout.py writes the data set files).
+METADATA = ["attack", "kind", "language", "speaker", "group", "source", "spoof_share", "channel"]
 
 
 def build_benchmark(cfg: DictConfig, workers: int | None = None) -> Path:
@@ -395,7 +379,7 @@ def build_benchmark(cfg: DictConfig, workers: int | None = None) -> Path:
     n_clips = sum(len(f) for f in families)
     print(f"{cfg.name}: {len(clips)} recordings found, {n_clips} clips planned in {len(families)} families")
     rows, skipped, segments = render_all(families, cfg, out_dir, src.noise_beds(roots), workers)
-    table = write_dataset(rows, segments, out_dir)
+    table = write_dataset(rows, segments, out_dir, METADATA)
     from antispoof.data.card import write_card
     from antispoof.data.probe import run_probe
 

@@ -1,20 +1,11 @@
-"""The one manifest layout every data set uses, and its validation.
+"""Reading and validating a data set folder: its manifests and segment labels.
 
-A data set is a folder, Kaggle style::
+The layout itself (which files a data set has, their columns, competition.json) and its writers
+are in `data/layout.py`. `path` is relative to the data set folder or absolute (importers point
+at the original corpus instead of copying it). Metadata columns used across the project:
+attack, language, speaker, group (recordings derived from one another share a group), source.
 
-    train.csv            utt_id, path, duration, label, + optional metadata columns
-    test.csv             utt_id, path, duration            (labels hidden)
-    solution.csv         utt_id, label, + optional metadata (hidden test labels; scorer only)
-    sample_submission.csv
-    train_segments.npz   10 ms segment labels per utt_id (1 = bona fide, 0 = spoof)
-    solution_segments.npz  the same for the test split (hidden)
-    README.md            data card
-
-`path` is relative to the data set folder or absolute (importers point at the original
-corpus instead of copying it). Metadata columns used across the project: attack, language,
-speaker, group (recordings derived from one another share a group), source.
-
-Every reader here fails with a one-line `ManifestError` (antispoof.schema) naming the file and the row.
+Every reader here fails with a one-line `ManifestError` naming the file and the row.
 """
 from __future__ import annotations
 
@@ -173,3 +164,4 @@ def load_segments(path: str | Path, manifest: pd.DataFrame | None = None) -> dic
                     raise ManifestError(
                         f"{path}: segment labels of '{row.utt_id}' contradict its label '{row.label}'")
     return segments
+
