@@ -25,7 +25,7 @@ from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_s
 from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
 from antispoof.predict import write_table
 from antispoof.schema import ManifestError
-from antispoof.submit import region_frames
+from antispoof.scorer import region_frames
 
 # ---- a synthetic project: data set + fold outputs of three detectors -----------------------------
 

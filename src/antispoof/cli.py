@@ -45,7 +45,7 @@ def _cmd_evaluate(args):
 
 
 def _cmd_score(args):
-    from antispoof.submit import score_submission
+    from antispoof.scorer import score_submission
 
     print(json.dumps(score_submission(args.submission, args.data), indent=2))
 

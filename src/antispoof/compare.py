@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import load_segments, load_split
+from antispoof.data.manifest import load_solution
 from antispoof.metrics import compute_eer, pooled_segment_eer, segment_points
 from antispoof.schema import ManifestError
 
@@ -86,21 +86,17 @@ def paired_bootstrap(a: list[FoldScores], b: list[FoldScores], bonafide: np.ndar
 
 def hidden_test(data_dir: str | Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The test split with its hidden labels (indexed by utt_id) and 10 ms segment labels."""
-    data_dir = Path(data_dir)
-    test = load_split(data_dir, "test", check_files=False)
-    if "label" not in test.columns:
-        raise CompareError(f"{data_dir / 'solution.csv'}: file not found; a comparison needs the hidden labels")
-    segments = load_segments(data_dir / "solution_segments.npz", test)
+    try:
+        test, segments = load_solution(data_dir, "for a comparison")
+    except ManifestError as err:
+        raise CompareError(str(err)) from None
     return test.set_index("utt_id"), segments
 
 
 def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str, str]],
             resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per (A, B) pair, each on the folds both have finished."""
-    try:
-        solution, segments = hidden_test(data_dir)
-    except ManifestError as err:
-        raise CompareError(str(err)) from None
+    solution, segments = hidden_test(data_dir)
     bonafide = (solution["label"] == "bonafide").to_numpy()
     dataset = Path(data_dir).name
     loaded: dict[tuple[str, int], FoldScores] = {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from antispoof.data.manifest import save_segments
@@ -35,6 +36,8 @@ COMPETITION_DEFAULTS = {
     "negative_value": 0,
     "header": True,
 }
+ASVSPOOF5_COLUMNS = ("filename", "cm-score")  # an ASVspoof 5 score file (TSV with this header)
+SEGMENT_COLUMNS = ("start", "end")  # a spoofed-regions file: <id>,start,end in seconds, one row per region
 
 
 def _checked_competition(path: Path, given) -> dict:
@@ -65,6 +68,13 @@ def load_competition(data_dir) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         fail(path, f"invalid JSON ({err})")
     return _checked_competition(path, given)
+
+
+def encode_labels(is_spoof, cfg: dict) -> np.ndarray:
+    """Decisions (True = spoof) as a competition's label values, for its positive class."""
+    spoof = np.asarray(is_spoof, dtype=bool)
+    positive = spoof if cfg["positive"] == "spoof" else ~spoof
+    return np.where(positive, cfg["positive_value"], cfg["negative_value"])
 
 
 def write_competition(out_dir, settings: dict) -> Path:

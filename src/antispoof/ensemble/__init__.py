@@ -3,5 +3,6 @@
 Layers, each importing only earlier ones (and data, metrics, predict):
 tables (find and load fold outputs) -> normalise, thresholds -> crossfit -> vote, features,
 segments -> stack -> report. Nothing here imports train.py or the models (the prediction tables
-are the whole contract) nor submit.py: antispoof.leaderboard joins the two for ensemble/*.py.
+are the whole contract) nor the submission writers and the scorer: antispoof.leaderboard joins
+the two for ensemble/*.py.
 """

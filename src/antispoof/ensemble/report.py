@@ -1,7 +1,7 @@
 """The report beside a submission: Markdown with PNG figures.
 
 It is drawn after every system is fitted and every file written; the hidden test labels
-it needs come from submit.hidden_solution (the scorer's reader), and change nothing.
+it needs come from data.manifest.load_solution (what the scorer reads), and change nothing.
   * results table: OOF (cross-fitted) vs hidden test, EER and F1, per model and ensemble;
   * DET curves of every system on OOF and on the hidden test;
   * score histograms of the submitted system by class;
