@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from antispoof import metrics as M
+from antispoof import scorer
 from antispoof.cli import main as cli
 from antispoof.data.manifest import save_segments
 from antispoof.ensemble import crossfit
@@ -450,7 +451,7 @@ def test_run_writes_submissions_that_round_trip_through_the_scorer(project, kind
     assert tsv["eer"] == scores["eer"]
     keys = project / "keys.tsv"
     solution.reset_index().rename(columns={"utt_id": "filename", "label": "cm-label"}).to_csv(keys, sep="\t", index=False)
-    assert M.evaluate_files(files["asvspoof5"], keys)["eer"] == pytest.approx(scores["eer"])
+    assert scorer.evaluate_files(files["asvspoof5"], keys)["eer"] == pytest.approx(scores["eer"])
     segments = _cli_score(files["segments"], data, capsys)
     assert segments["utterance_f1"] == pytest.approx(labels["f1"]), "regions exactly on the clips labelled spoof"
     assert 0 <= segments["segment_f1"] <= 1

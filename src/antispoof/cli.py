@@ -39,7 +39,7 @@ def _cmd_folds(args):
 
 
 def _cmd_evaluate(args):
-    from antispoof.metrics import evaluate_files
+    from antispoof.scorer import evaluate_files
 
     print(json.dumps(evaluate_files(args.scores, args.keys), indent=2))
 

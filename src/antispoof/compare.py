@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from antispoof.data.manifest import load_solution
-from antispoof.metrics import compute_eer, pooled_segment_eer, segment_points
+from antispoof.metrics.detection import compute_eer
+from antispoof.metrics.segments import pooled_segment_eer, segment_points
 from antispoof.schema import ManifestError
 
 

@@ -27,7 +27,7 @@ from antispoof.ensemble.segments import fit_segment_threshold, fuse_segments, re
 from antispoof.ensemble.stack import FittedFusion, LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import Ensemble, load_ensemble
 from antispoof.ensemble.vote import SingleModel, SoftVote, vote_systems
-from antispoof.metrics import binary_scores, compute_eer
+from antispoof.metrics.detection import binary_scores, compute_eer
 from antispoof.schema import ManifestError, fail
 from antispoof.scorer import score_predictions, score_submission
 from antispoof.submission import (Competition, write_asvspoof5_scores, write_label_submission, write_score_submission,

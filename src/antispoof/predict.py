@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from antispoof.metrics import f1_at_threshold, segment_eer, utterance_metrics
+from antispoof.metrics.detection import f1_at_threshold, utterance_metrics
+from antispoof.metrics.segments import segment_eer
 from antispoof.utils import atomic_path
 
 

@@ -4,7 +4,8 @@
     F1 / precision / recall / accuracy of the labels; EER, minDCF, actDCF, Cllr, best F1 and
     EER per attack and language of the scores;
   * an ASVspoof 5 score TSV (`filename<TAB>cm-score`), scored as a score column;
-  * a spoofed-regions file (`<id>,start,end`), scored against the hidden 10 ms labels.
+  * a spoofed-regions file (`<id>,start,end`), scored against the hidden 10 ms labels;
+  * ASVspoof 5 score and key TSVs (`antispoof evaluate`): eer, min_dcf, act_dcf, cllr.
 One reader takes every CSV and TSV as strings. Anything a real leaderboard would refuse fails
 with one line naming the file (and row), instead of a partial join. Hidden solution files are
 read only to score: here, by `antispoof train` for a fold's test metrics, and by
@@ -19,8 +20,9 @@ import pandas as pd
 
 from antispoof.data.layout import ASVSPOOF5_COLUMNS, SEGMENT_COLUMNS, encode_labels, load_competition
 from antispoof.data.manifest import load_solution, read_manifest
-from antispoof.metrics import binary_scores, bonafide_mask, compute_eer, utterance_metrics
-from antispoof.schema import SEGMENT_HOP_S, fail, first_row, read_text_table, require_columns
+from antispoof.metrics.detection import (act_dcf, binary_scores, bonafide_mask, cllr, compute_eer, min_dcf,
+                                         utterance_metrics)
+from antispoof.schema import LABELS, SEGMENT_HOP_S, fail, first_row, read_text_table, require_columns
 
 GROUP_COLUMNS = ("attack", "language")
 
@@ -256,3 +258,60 @@ def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "
     df = pd.DataFrame(columns).astype(str)
     df["_row"] = np.arange(1, len(df) + 1)
     return _score_utterances(Path(source), df, Path(data_dir), cfg)
+
+
+# ---- ASVspoof 5 score / key files -------------------------------------------------------
+
+_ALIASES = {"trial_anon": "filename", "cm_label": "cm-label"}
+
+
+def _read_tsv(path, column: str) -> pd.DataFrame:
+    """A headed TSV as strings, with a unique non-empty `filename` and the given column."""
+    path = Path(path)
+    df = _read_strings(path, sep="\t")
+    df = df.rename(columns={k: v for k, v in _ALIASES.items() if v not in df.columns})
+    require_columns(path, df, ("filename", column))
+    names = df["filename"]  # matched exactly, as the official package does
+    for bad, problem in ((names == "", "empty filename"), (names.duplicated(), "duplicate filename")):
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            fail(path, f"{problem} '{names.iloc[i]}'", row=i + 1)
+    return df
+
+
+def _first_bad(path, df, bad, column: str, expected: str):
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        fail(path, f"{df['filename'].iloc[i]}: bad {column} '{df[column].iloc[i]}' ({expected})", row=i + 1)
+
+
+def _refuse_unmatched(path, names: pd.Series, unmatched: np.ndarray, problem: str):
+    if unmatched.any():
+        fail(path, f"{int(unmatched.sum())} filename(s) {problem}, e.g. '{names[unmatched].iloc[0]}'")
+
+
+def evaluate_files(scores_tsv, keys_tsv) -> dict:
+    """eer, min_dcf, act_dcf, cllr (fractions) from ASVspoof 5 score and key TSV files.
+
+    Every malformed input raises a one-line ManifestError naming the file and row/filename,
+    because a metric quietly computed on a partial join is worse than no metric.
+    """
+    scores_df, keys_df = _read_tsv(scores_tsv, "cm-score"), _read_tsv(keys_tsv, "cm-label")
+    values = pd.to_numeric(scores_df["cm-score"], errors="coerce").to_numpy(dtype=float)
+    _first_bad(scores_tsv, scores_df, ~np.isfinite(values), "cm-score", "expected a finite number")
+    labels = keys_df["cm-label"]
+    if not labels.isin(LABELS).all():  # strip only when needed: it costs seconds on 1e6 rows
+        labels = labels.str.strip()
+    _first_bad(keys_tsv, keys_df, ~labels.isin(LABELS), "cm-label", "expected bonafide or spoof")
+    scored, keyed = scores_df["filename"], keys_df["filename"]
+    key_of_score = pd.Index(keyed).get_indexer(scored)
+    _refuse_unmatched(scores_tsv, keyed, pd.Index(scored).get_indexer(keyed) < 0,
+                      f"of {keys_tsv} have no score")
+    _refuse_unmatched(scores_tsv, scored, key_of_score < 0, f"have a score but no key in {keys_tsv}")
+    is_bona = (labels == "bonafide").to_numpy()[key_of_score]
+    if is_bona.all() or not is_bona.any():
+        fail(keys_tsv, "needs both bonafide and spoof trials")
+    bona, spoof = values[is_bona], values[~is_bona]
+    return {"eer": compute_eer(bona, spoof)[0], "min_dcf": min_dcf(bona, spoof)[0],
+            "act_dcf": act_dcf(bona, spoof)[0], "cllr": cllr(bona, spoof)}

@@ -28,7 +28,7 @@ from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, colla
 from antispoof.data.folds import make_folds
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.data.sources import effect_sounds, noise_beds
-from antispoof.metrics import compute_eer
+from antispoof.metrics.detection import compute_eer
 from antispoof.models.factory import build_model
 from antispoof.schema import ManifestError
 from antispoof.utils import write_json_atomic, write_text_atomic

@@ -16,7 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
 from antispoof.data.manifest import load_split
-from antispoof.metrics import compute_eer
+from antispoof.metrics.detection import compute_eer
 from antispoof.utils import write_csv_atomic
 
 FEATURES = ("duration", "rms_db", "peak_db", "crest_db", "dc_offset", "zcr", "silence_ratio",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antispoof.metrics import bonafide_mask, det_curve
+from antispoof.metrics.detection import bonafide_mask, det_curve
 from antispoof.utils import atomic_path, write_text_atomic
 
 DET_LIMIT = 1e-3

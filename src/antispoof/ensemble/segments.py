@@ -18,7 +18,7 @@ from antispoof.data.manifest import load_segments, read_manifest
 from antispoof.ensemble.crossfit import select
 from antispoof.ensemble.tables import Ensemble
 from antispoof.ensemble.thresholds import fit_threshold
-from antispoof.metrics import pool_segment_labels
+from antispoof.metrics.segments import pool_segment_labels
 
 
 def common_hop(ens: Ensemble, names) -> float:

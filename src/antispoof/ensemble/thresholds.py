@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from antispoof.metrics import bonafide_mask, compute_eer
+from antispoof.metrics.detection import bonafide_mask, compute_eer
 
 RULES = ("f1", "eer")
 
