@@ -24,7 +24,7 @@ from antispoof.ensemble.thresholds import eer_threshold, f1_threshold, prior_wei
 from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_score, majority_threshold,
                                      search_weights, weighted_mean)
 from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
-from antispoof.predict import write_table
+from antispoof.runs import write_table
 from antispoof.schema import ManifestError
 from antispoof.scorer import region_frames
 

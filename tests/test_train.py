@@ -10,7 +10,7 @@ import torch
 
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate, fit_labels
 from antispoof.data.manifest import load_segments, load_split
-from antispoof.predict import read_table
+from antispoof.runs import read_table
 from antispoof.train import DetectorModule, _warm_start, experiment_config, fold_dir, train_fold
 
 FAST = ["trainer.max_epochs=1", "data.folds=3", "data.num_workers=0", "data.batch_size=8",

@@ -1,7 +1,7 @@
 """Fold training: one entry point for every detector, Lightning's Trainer does the loop.
 
 `antispoof train --model selcnn_segbw --data mini --fold 0` (or `make train FOLD=0`) writes
-folds/<dataset>/<experiment>/fold<k>/: config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/
+the fold folder of antispoof.runs, folds/<dataset>/<experiment>/fold<k>/: config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/
 (CSV, one folder per run so a resumed run keeps the earlier log), oof.parquet (the fold's validation part), test.parquet, metrics.json. A killed run
 resumes from last.ckpt; a finished fold (metrics.json present) is skipped unless forced.
 """
@@ -30,8 +30,9 @@ from antispoof.data.manifest import load_segments, load_split
 from antispoof.data.sources import effect_sounds, noise_beds
 from antispoof.metrics.detection import compute_eer
 from antispoof.models.factory import build_model
+from antispoof.runs import METRICS, fold_dir, folds_csv, is_finished, write_metrics
 from antispoof.schema import ManifestError
-from antispoof.utils import write_json_atomic, write_text_atomic
+from antispoof.utils import write_text_atomic
 
 
 # ---- configuration and paths ---------------------------------------------------------------
@@ -42,10 +43,6 @@ def experiment_config(model: str, data: str | None = None, overrides: list[str] 
     if data:
         extra.insert(0, f"data.dir={data_dir(data)}")
     return load_config(f"model/{model}", extra)
-
-
-def fold_dir(cfg: DictConfig, fold: int) -> Path:
-    return Path(cfg.output_root) / Path(cfg.data.dir).name / cfg.experiment / f"fold{fold}"
 
 
 def _precision(setting: str) -> str:
@@ -72,15 +69,15 @@ class FoldData:
     def __init__(self, cfg: DictConfig, fold: int):
         data_dir = Path(cfg.data.dir)
         train = load_split(data_dir, "train")
-        folds_csv = Path(cfg.output_root) / data_dir.name / "folds.csv"
-        if not folds_csv.exists():
-            make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_csv)
-        folds = pd.read_csv(folds_csv, dtype={"utt_id": str}).set_index("utt_id")["fold"]
+        folds_path = folds_csv(cfg.output_root, data_dir.name)
+        if not folds_path.exists():
+            make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_path)
+        folds = pd.read_csv(folds_path, dtype={"utt_id": str}).set_index("utt_id")["fold"]
         missing = set(train.utt_id) - set(folds.index)
         if missing:
-            raise ManifestError(f"{folds_csv}: {len(missing)} training clips have no fold (stale file?); delete it")
+            raise ManifestError(f"{folds_path}: {len(missing)} training clips have no fold (stale file?); delete it")
         if fold not in set(folds):
-            raise ManifestError(f"{folds_csv}: there is no fold {fold} (folds: {sorted(set(folds))})")
+            raise ManifestError(f"{folds_path}: there is no fold {fold} (folds: {sorted(set(folds))})")
         in_fold = train.utt_id.map(folds).to_numpy() == fold
         self.train, self.valid = train[~in_fold], train[in_fold]
         self.segments = load_segments(data_dir / "train_segments.npz", train)
@@ -244,7 +241,7 @@ def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
     base = OmegaConf.merge(load_config(f"model/{warm.experiment}"),
                            {"data": cfg.data, "trainer": cfg.trainer, "seed": cfg.seed, "output_root": cfg.output_root})
     base_dir = fold_dir(base, fold)
-    if not (base_dir / "metrics.json").exists():
+    if not is_finished(base_dir):
         print(f"warm-up model {warm.experiment} fold {fold} missing: training it first")
         train_fold(base, fold)
     loaded, fresh = module.model.load_warmup(load_checkpoint_state(base_dir / "checkpoints" / "best.ckpt"))
@@ -256,12 +253,12 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     from antispoof.predict import predict_table, write_predictions
 
     out = fold_dir(cfg, fold)
-    if (out / "metrics.json").exists() and not force:
-        print(f"{out} is complete (metrics.json exists); --force retrains it")
+    if is_finished(out) and not force:
+        print(f"{out} is complete ({METRICS} exists); --force retrains it")
         return out
     if force:  # a forced run starts from scratch: earlier checkpoints must not be resumed
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        (out / "metrics.json").unlink(missing_ok=True)
+        (out / METRICS).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -292,5 +289,5 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
                     "n_parameters": int(sum(p.numel() for p in module.model.parameters())),
                     "peak_memory_gb": peak_memory_gb(device), "device": device.type,
                     "best_checkpoint": str(best)})
-    write_json_atomic(out / "metrics.json", metrics)
+    write_metrics(out, metrics)
     return out
