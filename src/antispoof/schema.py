@@ -4,7 +4,9 @@ The bottom of the package (beside utils and config): it imports nothing of antis
 metrics, the data sets, the models and the scorer can all use it without reaching upward.
 
 * Labels are ``bonafide`` / ``spoof``; every score is higher = more bona fide.
-* Segment labels sit on a 10 ms grid (`SEGMENT_HOP_S`): 1 = bona fide, 0 = spoof.
+* Segment labels sit on a 10 ms grid (`SEGMENT_HOP_S`): 1 = bona fide, 0 = spoof, and
+  `UNKNOWN` (-1) where the truth is hidden or a frame is padding. A coarser resolution
+  min-pools them (`pool_labels`): any spoofed frame makes the window spoofed.
 * Every reader of a user file fails with a `ManifestError` of one line naming the file and,
   where there is one, the row (`fail`, `first_row`, `read_text_table`).
 """
@@ -17,6 +19,8 @@ import pandas as pd
 
 LABELS = ("bonafide", "spoof")
 SEGMENT_HOP_S = 0.01
+UNKNOWN = -1  # label / segment value when the truth is hidden (test split) or the frame is padding
+_NO_FRAME = 2  # above every label: what a window without a known frame takes its minimum over
 
 
 class ManifestError(ValueError):
@@ -51,3 +55,32 @@ def require_columns(path, df: pd.DataFrame, required) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
         fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+
+
+def pool_labels(labels, factor: int, n_windows: int | None = None):
+    """10 ms labels [..., F] -> labels of windows of `factor` frames [..., n_windows]: the 10 ms
+    label pooling of the whole project, for NumPy arrays (metrics) and torch tensors (the models'
+    segment targets, on the batch's device) alike.
+
+    A window takes the minimum of its known frames (1 bona fide, 0 spoof, or a bona fide
+    probability after mixup), so any spoofed frame makes it spoofed; frames below 0 (`UNKNOWN`,
+    padding) are ignored and a window without a known frame is `UNKNOWN`. n_windows defaults to
+    ceil(F / factor), so a partial last window counts; frames past n_windows * factor are
+    dropped and missing ones count as unknown.
+    """
+    if isinstance(labels, np.ndarray):
+        xp = np
+        pad = lambda x, n: np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n)], constant_values=UNKNOWN)  # noqa: E731
+    else:  # a torch tensor: only then is torch imported, so the CPU-only layers never need it
+        import torch
+        from torch.nn import functional as F
+
+        xp = torch
+        pad = lambda x, n: F.pad(x, (0, n), value=UNKNOWN)  # noqa: E731
+    size = labels.shape[-1]
+    n = -(-size // factor) if n_windows is None else int(n_windows)
+    width = n * factor
+    labels = pad(labels, width - size) if width > size else labels[..., :width]
+    windows = labels.reshape(*labels.shape[:-1], n, factor)
+    lowest = xp.amin(xp.where(windows < 0, _NO_FRAME, windows), -1)
+    return xp.where(lowest == _NO_FRAME, UNKNOWN, lowest)

@@ -189,11 +189,12 @@ def _threshold_above(value: float, distinct: np.ndarray) -> float:
     return float(mid if mid > value else distinct[i])
 
 
-def best_f1_threshold(scores, labels, positive: str = "spoof") -> dict:
+def best_f1_threshold(scores, labels, positive: str = "spoof", sample_weight=None) -> dict:
     """The F1-optimal threshold (rule "score < threshold -> spoof") and its F1/P/R.
 
     sklearn's precision_recall_curve evaluates every distinct score at once; for spoof as
     the positive class it runs on negated scores, whose ">= t" is our "<= score" cut.
+    `sample_weight` weights the clips' counts (the ensemble's expected-prior reweighting).
     """
     from sklearn.metrics import precision_recall_curve  # here: importing sklearn costs ~1 s
 
@@ -201,7 +202,7 @@ def best_f1_threshold(scores, labels, positive: str = "spoof") -> dict:
     if not truth.any():
         raise ValueError(f"no {positive} labels: F1 is undefined")
     sign = -1.0 if positive == "spoof" else 1.0
-    precision, recall, cuts = precision_recall_curve(truth, sign * s)
+    precision, recall, cuts = precision_recall_curve(truth, sign * s, sample_weight=sample_weight)
     precision, recall = precision[:-1], recall[:-1]
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)

@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from antispoof.metrics.detection import bonafide_mask, compute_eer, finite_scores
-from antispoof.schema import SEGMENT_HOP_S
+from antispoof.schema import SEGMENT_HOP_S, pool_labels
 
 
 def resolution_factor(coarse_s: float, fine_s: float) -> int:
@@ -26,7 +26,7 @@ def resolution_factor(coarse_s: float, fine_s: float) -> int:
 
 
 def _min_pool(x: np.ndarray, k: int) -> np.ndarray:
-    """Minimum over consecutive windows of k frames; a partial last window still counts."""
+    """Minimum of scores over consecutive windows of k frames; a partial last window still counts."""
     x = np.asarray(x)
     if k == 1 or x.size == 0:
         return x.copy()
@@ -34,9 +34,10 @@ def _min_pool(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def pool_segment_labels(labels_10ms, resolution_s: float) -> np.ndarray:
-    """10 ms labels (1 = bona fide) at a coarser resolution: any spoof frame makes the window spoof."""
+    """10 ms labels (1 = bona fide) at a coarser resolution: any spoof frame makes the window spoof
+    (schema.pool_labels, the pooling the models' segment targets use too)."""
     labels = np.asarray(labels_10ms, dtype=np.int8).ravel()
-    return _min_pool(labels, resolution_factor(resolution_s, SEGMENT_HOP_S))
+    return pool_labels(labels, resolution_factor(resolution_s, SEGMENT_HOP_S))
 
 
 def rescale_segment_scores(scores, score_resolution_s: float, resolution_s: float) -> np.ndarray:
