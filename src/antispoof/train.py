@@ -29,6 +29,7 @@ from antispoof.data.folds import make_folds
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.data.sources import effect_sounds, noise_beds
 from antispoof.metrics.detection import compute_eer
+from antispoof.models.detector import Detector
 from antispoof.models.factory import build_model
 from antispoof.runs import METRICS, fold_dir, folds_csv, is_finished, write_metrics
 from antispoof.schema import ManifestError
@@ -125,15 +126,14 @@ def class_targets(labels: torch.Tensor) -> torch.Tensor:
 
 
 class DetectorModule(L.LightningModule):
-    """Any detector whose forward gives scores and whose `losses` gives the training loss."""
+    """Any detector (models.Detector: its forward gives scores, its `losses` the training loss)."""
 
     def __init__(self, cfg: DictConfig):
         super().__init__()
         self.cfg = cfg
-        self.model = build_model(cfg.model)
+        self.model: Detector = build_model(cfg.model)
         self.batch_augment = BatchAugmenter(augment_config(cfg).batch, cfg.seed)
-        if hasattr(self.model, "set_spec_augment"):
-            self.model.set_spec_augment(self.batch_augment.spec_augment)
+        self.model.set_spec_augment(self.batch_augment.spec_augment)
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
 
