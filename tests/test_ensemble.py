@@ -23,7 +23,7 @@ from antispoof.ensemble.tables import EnsembleWarning, load_ensemble
 from antispoof.ensemble.thresholds import eer_threshold, f1_threshold, prior_weights
 from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_score, majority_threshold,
                                      search_weights, weighted_mean)
-from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
+from antispoof.run_ensemble import ensemble_config, main as ensemble_main, run
 from antispoof.runs import write_table
 from antispoof.schema import ManifestError
 from antispoof.scorer import region_frames
@@ -501,7 +501,7 @@ def test_entry_point_prints_one_line_errors(project, capsys):
     assert code == 2 and "\n" not in err, "LightGBM's own refusal is one line too"
     assert err == ("ensemble/stack.py: error: stack.lightgbm: LightGBM refused the settings: "
                    "Check failed: (num_leaves) > (1)")
-    from antispoof.leaderboard import parse_args
+    from antispoof.run_ensemble import parse_args
     args = parse_args("vote", ["--experiments", "a", "b", "vote.mode=hard", "--dataset", "mini", "seed=1"])
     assert args.experiments == ["a", "b"] and args.overrides == ["vote.mode=hard", "seed=1"]
 

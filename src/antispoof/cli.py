@@ -51,7 +51,7 @@ def _cmd_score(args):
 
 
 def _cmd_train(args):
-    from antispoof.train import experiment_config, train_fold
+    from antispoof.train.fold import experiment_config, train_fold
 
     cfg = experiment_config(args.model, args.data, args.overrides)
     folds = range(cfg.data.folds) if args.all_folds else [args.fold]
@@ -61,7 +61,7 @@ def _cmd_train(args):
 
 def _cmd_report(args):
     from antispoof.config import data_dir
-    from antispoof.report import report
+    from antispoof.results import report
 
     print(report(data_dir(args.data).name, args.output_root, args.experiments))
 
