@@ -24,7 +24,8 @@ from antispoof.config import load_config
 from antispoof.data.dataset import ClipDataset, collate
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.models.factory import build_model
-from antispoof.train import class_targets, wave_augmenter
+from antispoof.train.data import wave_augmenter
+from antispoof.train.module import class_targets
 
 
 def _only(section: str, step: str) -> OmegaConf:

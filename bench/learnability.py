@@ -28,7 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
-from antispoof.conditions import CONDITIONS, eer_by_condition
+from antispoof.metrics.conditions import CONDITIONS, eer_by_condition
 from antispoof.data.audio import read_audio
 from antispoof.data.manifest import load_split
 from antispoof.metrics import compute_eer

@@ -22,7 +22,7 @@ from antispoof.data.audio import SR
 from antispoof.data.dataset import ClipDataset, collate
 from antispoof.data.manifest import load_split
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
-from antispoof.train import peak_memory_gb
+from antispoof.train.fold import peak_memory_gb
 
 
 def batches(data: str, batch_size: int, n: int, seconds: float | None) -> list[tuple[torch.Tensor, torch.Tensor]]:

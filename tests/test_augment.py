@@ -18,7 +18,8 @@ from antispoof.data.dataset import ClipDataset, collate
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.data.sources import effect_sounds, noise_beds
 from antispoof.losses import P2SGradLoss, soft_cross_entropy
-from antispoof.train import DetectorModule, experiment_config
+from antispoof.train.fold import experiment_config
+from antispoof.train.module import DetectorModule
 
 ROOTS = [Path(".deps/debian"), Path("/")]
 

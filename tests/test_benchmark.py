@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from antispoof.conditions import CONDITIONS
+from antispoof.metrics.conditions import CONDITIONS
 from antispoof.config import load_config
 from antispoof.data import sources as src
 from antispoof.data.audio import SR

@@ -10,7 +10,8 @@ import pytest
 from antispoof.cli import main
 from antispoof.compare import CompareError, FoldScores, compare, hidden_test, paired_bootstrap, parse_pair
 from antispoof.metrics import pool_segment_labels
-from antispoof.predict import table_metrics, write_table
+from antispoof.predict import table_metrics
+from antispoof.runs import write_table
 
 HOP = 0.16
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from antispoof.conditions import (bootstrap_half_width, condition_masks, eer_by_condition,
+from antispoof.metrics.conditions import (bootstrap_half_width, condition_masks, eer_by_condition,
                                   expected_half_width)
 from antispoof.metrics import compute_eer
 

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from antispoof import metrics as M
+from antispoof import scorer
 from antispoof.cli import main as cli
-from antispoof.data.manifest import ManifestError, save_segments
+from antispoof.data.manifest import save_segments
 from antispoof.ensemble import crossfit
 from antispoof.ensemble.features import segment_statistics
 from antispoof.ensemble.normalise import Normaliser
@@ -22,9 +23,10 @@ from antispoof.ensemble.tables import EnsembleWarning, load_ensemble
 from antispoof.ensemble.thresholds import eer_threshold, f1_threshold, prior_weights
 from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_score, majority_threshold,
                                      search_weights, weighted_mean)
-from antispoof.leaderboard import ensemble_config, main as ensemble_main, run
-from antispoof.predict import write_table
-from antispoof.submit import region_frames
+from antispoof.run_ensemble import ensemble_config, main as ensemble_main, run
+from antispoof.runs import write_table
+from antispoof.schema import ManifestError
+from antispoof.scorer import region_frames
 
 # ---- a synthetic project: data set + fold outputs of three detectors -----------------------------
 
@@ -449,7 +451,7 @@ def test_run_writes_submissions_that_round_trip_through_the_scorer(project, kind
     assert tsv["eer"] == scores["eer"]
     keys = project / "keys.tsv"
     solution.reset_index().rename(columns={"utt_id": "filename", "label": "cm-label"}).to_csv(keys, sep="\t", index=False)
-    assert M.evaluate_files(files["asvspoof5"], keys)["eer"] == pytest.approx(scores["eer"])
+    assert scorer.evaluate_files(files["asvspoof5"], keys)["eer"] == pytest.approx(scores["eer"])
     segments = _cli_score(files["segments"], data, capsys)
     assert segments["utterance_f1"] == pytest.approx(labels["f1"]), "regions exactly on the clips labelled spoof"
     assert 0 <= segments["segment_f1"] <= 1
@@ -499,7 +501,7 @@ def test_entry_point_prints_one_line_errors(project, capsys):
     assert code == 2 and "\n" not in err, "LightGBM's own refusal is one line too"
     assert err == ("ensemble/stack.py: error: stack.lightgbm: LightGBM refused the settings: "
                    "Check failed: (num_leaves) > (1)")
-    from antispoof.leaderboard import parse_args
+    from antispoof.run_ensemble import parse_args
     args = parse_args("vote", ["--experiments", "a", "b", "vote.mode=hard", "--dataset", "mini", "seed=1"])
     assert args.experiments == ["a", "b"] and args.overrides == ["vote.mode=hard", "seed=1"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from antispoof.cli import main as cli_main
 from antispoof.data.folds import fold_groups, make_folds
-from antispoof.data.manifest import ManifestError
+from antispoof.schema import ManifestError
 
 
 def write_train(folder: Path, n_speakers: int = 30, seed: int = 0, columns=("group", "speaker", "attack")) -> Path:

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from antispoof.data import manifest as mf
 from antispoof.data.importers import import_asvspoof2019_la, import_competition_csv, import_partialspoof
-from antispoof.data.manifest import ManifestError
+from antispoof.schema import ManifestError
 
 SR = 16000
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from antispoof.data import manifest as mf
-from antispoof.data.manifest import ManifestError
+from antispoof.schema import ManifestError
 
 SR = 16000
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from antispoof import metrics as M
-from antispoof.data.manifest import ManifestError
+from antispoof import scorer
+from antispoof.schema import ManifestError
 
 P, CMISS, CFA = 0.05, 1.0, 10.0
 NORM = min(CMISS * (1 - P), CFA * P)
@@ -314,7 +315,7 @@ def test_evaluate_files_round_trip(tmp_path):
     labels = ["bonafide"] * 300 + ["spoof"] * 200
     names = [f"E_{i:06d}" for i in range(500)]
     s, k = write_tsvs(tmp_path, names, scores, labels)
-    got = M.evaluate_files(s, k)
+    got = scorer.evaluate_files(s, k)
     assert set(got) == {"eer", "min_dcf", "act_dcf", "cllr"}
     assert got["eer"] == pytest.approx(M.compute_eer(bona, spoof)[0])
     assert got["min_dcf"] == pytest.approx(M.min_dcf(bona, spoof)[0])
@@ -337,7 +338,7 @@ def test_evaluate_files_refuses_bad_input_naming_file_and_row(tmp_path, edit, wh
     s.write_text(new_s)
     k.write_text(new_k)
     with pytest.raises(ManifestError, match=pattern) as err:
-        M.evaluate_files(s, k)
+        scorer.evaluate_files(s, k)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(str(s if which == "scores" else k))
@@ -345,4 +346,4 @@ def test_evaluate_files_refuses_bad_input_naming_file_and_row(tmp_path, edit, wh
 
 def test_evaluate_files_missing_file(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
-        M.evaluate_files(tmp_path / "none.tsv", tmp_path / "keys.tsv")
+        scorer.evaluate_files(tmp_path / "none.tsv", tmp_path / "keys.tsv")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from antispoof import metrics as M
-from antispoof.data.manifest import ManifestError
-from antispoof.submit import score_submission
+from antispoof.schema import ManifestError
+from antispoof.scorer import score_submission
 
 # 4 bona fide, 6 spoof from two attacks, two languages
 SOLUTION = pd.DataFrame({
@@ -175,8 +175,9 @@ def test_refuses_bad_competition_json(tmp_path, data_dir):
 
 from antispoof.cli import main as cli  # noqa: E402
 from antispoof.data.manifest import load_segments, load_split  # noqa: E402
-from antispoof.submit import (region_frames, write_asvspoof5_scores, write_label_submission,  # noqa: E402
-                              write_score_submission, write_segment_submission)
+from antispoof.scorer import region_frames  # noqa: E402
+from antispoof.submission import (write_asvspoof5_scores, write_label_submission,  # noqa: E402
+                                  write_score_submission, write_segment_submission)
 
 
 def cli_score(path, data, capsys):

@@ -10,8 +10,9 @@ import torch
 
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate, fit_labels
 from antispoof.data.manifest import load_segments, load_split
-from antispoof.predict import read_table
-from antispoof.train import DetectorModule, _warm_start, experiment_config, fold_dir, train_fold
+from antispoof.runs import fold_dir, read_table
+from antispoof.train.fold import _warm_start, experiment_config, train_fold
+from antispoof.train.module import DetectorModule
 
 FAST = ["trainer.max_epochs=1", "data.folds=3", "data.num_workers=0", "data.batch_size=8",
         "data.crop_s=2.0", "trainer.progress_every=0", "trainer.deterministic=true"]

@@ -18,8 +18,8 @@ from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorCo
 from antispoof.models.whisper_weights import (PRETRAINED, WeightsError, convert_ctranslate2, install_pretrained,
                                               model_bin_parts, pretrained_source, read_ctranslate2,
                                               resolve_weights)
-from antispoof.predict import read_table
-from antispoof.train import experiment_config, train_fold
+from antispoof.runs import read_table
+from antispoof.train.fold import experiment_config, train_fold
 
 QUIET = dict(head_dropout=0.0, apply_spec_augment=False)
 

@@ -39,19 +39,19 @@ def _cmd_folds(args):
 
 
 def _cmd_evaluate(args):
-    from antispoof.metrics import evaluate_files
+    from antispoof.scorer import evaluate_files
 
     print(json.dumps(evaluate_files(args.scores, args.keys), indent=2))
 
 
 def _cmd_score(args):
-    from antispoof.submit import score_submission
+    from antispoof.scorer import score_submission
 
     print(json.dumps(score_submission(args.submission, args.data), indent=2))
 
 
 def _cmd_train(args):
-    from antispoof.train import experiment_config, train_fold
+    from antispoof.train.fold import experiment_config, train_fold
 
     cfg = experiment_config(args.model, args.data, args.overrides)
     folds = range(cfg.data.folds) if args.all_folds else [args.fold]
@@ -61,7 +61,7 @@ def _cmd_train(args):
 
 def _cmd_report(args):
     from antispoof.config import data_dir
-    from antispoof.report import report
+    from antispoof.results import report
 
     print(report(data_dir(args.data).name, args.output_root, args.experiments))
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from antispoof.compare import CompareError
     from antispoof.config import ConfigError
-    from antispoof.data.manifest import ManifestError
+    from antispoof.schema import ManifestError
     from antispoof.models.whisper_weights import WeightsError
 
     try:

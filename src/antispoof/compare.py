@@ -9,15 +9,17 @@ covers test-clip sampling only, not the spread between training runs.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import ManifestError, load_segments, load_split
-from antispoof.metrics import compute_eer, pooled_segment_eer, segment_points
+from antispoof.data.manifest import load_solution
+from antispoof.metrics.detection import compute_eer
+from antispoof.metrics.segments import pooled_segment_eer, segment_points
+from antispoof.runs import PREDICTIONS, dataset_dir, experiment_dir, finished_folds, read_predictions
+from antispoof.schema import ManifestError
 
 
 class CompareError(ValueError):
@@ -31,16 +33,10 @@ class FoldScores:
     seg: list[tuple[np.ndarray, np.ndarray]]
 
 
-def finished_folds(output_root: str | Path, dataset: str, experiment: str) -> list[int]:
-    """Folds with a metrics.json (written last, so the fold's predictions are complete)."""
-    paths = Path(output_root, dataset, experiment).glob("fold*/metrics.json")
-    return sorted(json.loads(p.read_text())["fold"] for p in paths)
-
-
 def load_fold(fold_dir: Path, solution: pd.DataFrame, segments: dict[str, np.ndarray]) -> FoldScores:
     """Join a fold's test.parquet to the solution; every solution clip must be scored."""
-    path = fold_dir / "test.parquet"
-    table = pd.read_parquet(path).set_index("utt_id")
+    path = fold_dir / PREDICTIONS["test"]
+    table = read_predictions(fold_dir, "test").set_index("utt_id")
     missing = solution.index.difference(table.index)
     if len(missing):
         raise CompareError(f"{path}: {len(missing)} test clip(s) not scored, e.g. '{missing[0]}'")
@@ -85,37 +81,35 @@ def paired_bootstrap(a: list[FoldScores], b: list[FoldScores], bonafide: np.ndar
 
 def hidden_test(data_dir: str | Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The test split with its hidden labels (indexed by utt_id) and 10 ms segment labels."""
-    data_dir = Path(data_dir)
-    test = load_split(data_dir, "test", check_files=False)
-    if "label" not in test.columns:
-        raise CompareError(f"{data_dir / 'solution.csv'}: file not found; a comparison needs the hidden labels")
-    segments = load_segments(data_dir / "solution_segments.npz", test)
+    try:
+        test, segments = load_solution(data_dir, "for a comparison")
+    except ManifestError as err:
+        raise CompareError(str(err)) from None
     return test.set_index("utt_id"), segments
 
 
 def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str, str]],
             resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per (A, B) pair, each on the folds both have finished."""
-    try:
-        solution, segments = hidden_test(data_dir)
-    except ManifestError as err:
-        raise CompareError(str(err)) from None
+    solution, segments = hidden_test(data_dir)
     bonafide = (solution["label"] == "bonafide").to_numpy()
     dataset = Path(data_dir).name
     loaded: dict[tuple[str, int], FoldScores] = {}
+
+    finished = {name: finished_folds(experiment_dir(output_root, dataset, name)) for pair in pairs for name in pair}
 
     def scores(experiment: str, folds: list[int]) -> list[FoldScores]:
         """Each fold read once, however many pairs name the experiment (the claims script: five)."""
         for k in folds:
             if (experiment, k) not in loaded:
-                loaded[experiment, k] = load_fold(Path(output_root, dataset, experiment, f"fold{k}"), solution, segments)
+                loaded[experiment, k] = load_fold(finished[experiment][k], solution, segments)
         return [loaded[experiment, k] for k in folds]
 
     rows = []
     for a, b in pairs:
-        folds = sorted(set(finished_folds(output_root, dataset, a)) & set(finished_folds(output_root, dataset, b)))
+        folds = sorted(set(finished[a]) & set(finished[b]))
         if not folds:
-            raise CompareError(f"{Path(output_root, dataset)}: {a} and {b} have no finished fold in common")
+            raise CompareError(f"{dataset_dir(output_root, dataset)}: {a} and {b} have no finished fold in common")
         r = paired_bootstrap(scores(a, folds), scores(b, folds), bonafide, resamples, seed)
         row = {"A": a, "B": b, "folds": " ".join(map(str, folds))}
         for level in ("utt", "seg"):

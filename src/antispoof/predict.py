@@ -7,7 +7,7 @@ A prediction table is keyed by utt_id with, per clip:
   seg_scores       segment scores, one per `seg_hop_s` seconds
   seg_hop_s        their resolution
   label            bonafide / spoof (OOF tables only: test.parquet never carries hidden labels)
-The ensemble only ever reads these tables.
+The ensemble only ever reads these tables; they are stored as runs.PREDICTIONS in the fold folder.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from antispoof.metrics import f1_at_threshold, segment_eer, utterance_metrics
-from antispoof.utils import atomic_path
+from antispoof.metrics.detection import f1_at_threshold, utterance_metrics
+from antispoof.metrics.segments import segment_eer
+from antispoof.runs import PREDICTIONS, write_table
 
 
 def _autocast(device: torch.device, precision: str):
@@ -53,15 +54,6 @@ def predict_table(model: torch.nn.Module, loader, device: torch.device, precisio
     return pd.DataFrame(rows)
 
 
-def write_table(table: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path)
-
-
 def table_metrics(table: pd.DataFrame, segments: dict[str, np.ndarray]) -> dict:
     """Utterance EER/minDCF/actDCF/Cllr/F1 of `score`, and the segment EER at the model's resolution."""
     known = table[table["label"].notna()]
@@ -84,8 +76,8 @@ def write_predictions(tables: dict[str, pd.DataFrame], out_dir: Path, data) -> d
 
     The test table is written without labels; the hidden solution is joined only to score it.
     """
-    write_table(tables["valid"], Path(out_dir) / "oof.parquet")
-    write_table(tables["test"].drop(columns="label"), Path(out_dir) / "test.parquet")
+    write_table(tables["valid"], Path(out_dir) / PREDICTIONS["oof"])
+    write_table(tables["test"].drop(columns="label"), Path(out_dir) / PREDICTIONS["test"])
     metrics = {"oof": table_metrics(tables["valid"], data.segments), "test": {}}
     if data.solution is not None:
         scored = tables["test"].drop(columns="label").merge(data.solution, on="utt_id", how="left")

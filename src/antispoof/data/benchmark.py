@@ -22,18 +22,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from antispoof.data import sources as src
 from antispoof.data.audio import SR, AudioError, write_audio
-from antispoof.data.manifest import save_segments
+from antispoof.data.layout import write_dataset
 from antispoof.data.plan import ClipPlan, condition_of, make_plan
 from antispoof.data.render import Renderer, segment_labels
 from antispoof.data.spoofers import SynthesisError, check_tools
 from antispoof.data.utterances import join_utterances
-from antispoof.utils import write_csv_atomic, write_json_atomic
+from antispoof.utils import write_json_atomic
 
 # Bump when planning or rendering changes what a configuration produces: finished work of older
 # builds is then redone. 3 = SpoofBench v2 (utterances, word-level partial spoofs, channel profiles).
@@ -141,31 +140,17 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
 
 # ---- assemble ------------------------------------------------------------------------------
 
-def add_conditions(table: pd.DataFrame, unseen_attacks) -> pd.DataFrame:
-    """Every clip's test condition (plan.CONDITIONS); languages count as seen if training has them."""
-    train_languages = {lang for cell in table.loc[table.split == "train", "language"] for lang in cell.split("+")}
-    table["condition"] = [condition_of(r.language, r.label, r.kind, r.attack, train_languages, set(unseen_attacks))
-                          for r in table.itertuples()]
-    return table
+# Metadata columns of train.csv and solution.csv (data/layout.py writes the data set files).
+METADATA = ["attack", "kind", "condition", "language", "speaker", "group", "source", "spoof_share", "channel"]
 
 
-def write_dataset(rows: list[dict], segments: dict, out_dir: Path, unseen_attacks=()) -> pd.DataFrame:
-    table = add_conditions(pd.DataFrame(rows).sort_values("utt_id").reset_index(drop=True), unseen_attacks)
-    for orphan in set((out_dir / "audio").glob("*.flac")) - {out_dir / p for p in table["path"]}:
-        orphan.unlink()  # left by an earlier build with another configuration
-    meta = ["attack", "kind", "condition", "language", "speaker", "group", "source", "spoof_share", "channel"]
-    train = table[table.split == "train"]
-    test = table[table.split == "test"]
-    write_csv_atomic(train[["utt_id", "path", "duration", "label", *meta]], out_dir / "train.csv")
-    write_csv_atomic(test[["utt_id", "path", "duration"]], out_dir / "test.csv")
-    write_csv_atomic(test[["utt_id", "label", *meta]], out_dir / "solution.csv")
-    write_csv_atomic(pd.DataFrame({"utt_id": test.utt_id, "label": 0}), out_dir / "sample_submission.csv")
-    save_segments(out_dir / "train_segments.npz", {u: segments[u] for u in train.utt_id})
-    save_segments(out_dir / "solution_segments.npz", {u: segments[u] for u in test.utt_id})
-    write_json_atomic(out_dir / "competition.json", {
-        "id_column": "utt_id", "label_column": "label", "score_column": "score",
-        "positive": "spoof", "positive_value": 1, "negative_value": 0})
-    return table
+def add_conditions(rows: list[dict], unseen_attacks) -> list[dict]:
+    """Every clip's condition (antispoof.metrics.conditions); a language is seen if training has it."""
+    train_languages = {lang for r in rows if r["split"] == "train" for lang in r["language"].split("+")}
+    for r in rows:
+        r["condition"] = condition_of(r["language"], r["label"], r["kind"], r["attack"], train_languages,
+                                      set(unseen_attacks))
+    return rows
 
 
 def build_benchmark(cfg: DictConfig, workers: int | None = None) -> Path:
@@ -186,7 +171,7 @@ def build_benchmark(cfg: DictConfig, workers: int | None = None) -> Path:
     print(f"{cfg.name}: {len(clips)} recordings joined into {len(utterances)} utterances; "
           f"{n_clips} clips planned in {len(families)} families")
     rows, skipped, segments = render_all(families, cfg, out_dir, src.noise_beds(roots), workers)
-    table = write_dataset(rows, segments, out_dir, cfg.attacks.unseen)
+    table = write_dataset(add_conditions(rows, cfg.attacks.unseen), segments, out_dir, METADATA)
     from antispoof.data.card import write_card
     from antispoof.data.probe import run_probe
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from antispoof.conditions import CONDITIONS, condition_masks, expected_half_width
-from antispoof.data.manifest import SEGMENT_HOP_S
+from antispoof.metrics.conditions import CONDITIONS, condition_masks, expected_half_width
+from antispoof.schema import SEGMENT_HOP_S
 from antispoof.data.plan import region_lengths
 from antispoof.data.sources import LICENCES
 from antispoof.data.spoofers import ATTACKS

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from antispoof.data.audio import SR, resample
-from antispoof.data.manifest import SEGMENT_HOP_S, constant_segments
+from antispoof.data.manifest import constant_segments
+from antispoof.schema import SEGMENT_HOP_S, UNKNOWN
 from antispoof.utils import rng_for
 
 FRAME = int(SR * SEGMENT_HOP_S)  # samples per 10 ms label
@@ -24,7 +25,6 @@ FRAME = int(SR * SEGMENT_HOP_S)  # samples per 10 ms label
 def n_frames(n_samples: int) -> int:
     """10 ms label frames that cover n_samples (a partial last frame counts)."""
     return math.ceil(n_samples / FRAME)
-UNKNOWN = -1  # label / segment value when the truth is hidden (test split) or padding
 
 
 class ClipDataset(Dataset):

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from antispoof.data.manifest import LABELS, ManifestError, read_manifest
+from antispoof.data.manifest import read_manifest
+from antispoof.runs import OUTPUT_ROOT, folds_csv
+from antispoof.schema import LABELS, ManifestError
 from antispoof.utils import write_csv_atomic
 
 
@@ -85,6 +87,6 @@ def make_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path 
         raise ManifestError(f"{csv_path}: {k} folds need at least {k} groups, found {groups.nunique()}")
     folds = assign_folds(df, k, seed)
     table = pd.DataFrame({"utt_id": df["utt_id"], "fold": folds, "label": df["label"], "group": groups})
-    out = Path(out) if out else Path("folds") / data_dir.resolve().name / "folds.csv"
+    out = Path(out) if out else folds_csv(OUTPUT_ROOT, data_dir.resolve().name)
     write_csv_atomic(table, out)
     return out

@@ -18,8 +18,9 @@ import pandas as pd
 import soundfile as sf
 
 from antispoof.data import manifest as mf
-from antispoof.data.manifest import LABELS, ManifestError
-from antispoof.utils import write_csv_atomic, write_json_atomic, write_text_atomic
+from antispoof.data.layout import write_splits
+from antispoof.schema import LABELS, ManifestError, read_text_table, require_columns
+from antispoof.utils import write_text_atomic
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
 ENGLISH = "en"
@@ -108,21 +109,19 @@ def _protocol_frame(rows: list[ProtocolRow], audio_path, source: str, workers: i
     })
 
 
-def _split_test(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """test.csv keeps only what a competitor sees; solution.csv keeps labels and metadata."""
-    test = frame[list(mf.TEST_COLUMNS)]
-    solution = frame.drop(columns=["path", "duration"])
-    return test, solution
+def _write_protocol_corpus(out, title: str, root: Path, frames: dict[str, pd.DataFrame],
+                           segments: dict[str, dict], notes: str) -> Path:
+    """train + dev -> train.csv; eval -> test.csv (only what a competitor sees) and solution.csv
+    (labels and metadata); then the data card."""
+    train = pd.concat([frames["train"], frames["dev"]], ignore_index=True)
+    test, solution = frames["eval"][list(mf.TEST_COLUMNS)], frames["eval"].drop(columns=["path", "duration"])
+    card = _card(title, str(root), {"train": train, "test": frames["eval"]}, notes)
+    return _write_dataset(Path(out), train, {**segments["train"], **segments["dev"]}, test, solution,
+                          segments["eval"], card)
 
 
 def _constant(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {r.utt_id: mf.constant_segments(r.label, r.duration) for r in frame.itertuples()}
-
-
-def _counts_table(frame: pd.DataFrame, by: str) -> str:
-    if by not in frame.columns:
-        return ""
-    return frame.groupby([by, "label"]).size().unstack(fill_value=0).to_markdown() + "\n"
 
 
 def _card(title: str, origin: str, splits: dict[str, pd.DataFrame], notes: str) -> str:
@@ -138,35 +137,22 @@ def _card(title: str, origin: str, splits: dict[str, pd.DataFrame], notes: str) 
             text.append(", ".join(f"{lab} {int(counts.get(lab, 0))}" for lab in LABELS) + "\n")
             for column in ("subset", "attack"):
                 if column in frame.columns and frame[column].nunique() > 1:
-                    text.append(_counts_table(frame, column))
+                    text.append(frame.groupby([column, "label"]).size().unstack(fill_value=0).to_markdown() + "\n")
     text.append(f"## Notes\n{notes}\n")
     return "\n".join(text)
 
 
 def _write_dataset(out: Path, train: pd.DataFrame, train_segments: dict, test: pd.DataFrame | None,
-                   solution: pd.DataFrame | None, solution_segments: dict | None, card: str) -> Path:
-    """Write every file of the layout atomically, the data card last (it marks completion)."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(train, out / "train.csv")
-    mf.save_segments(out / "train_segments.npz", train_segments)
-    if test is not None:
-        write_csv_atomic(test, out / "test.csv")
-        write_csv_atomic(pd.DataFrame({"utt_id": test["utt_id"], "label": 0}), out / "sample_submission.csv")
-    if solution is not None:
-        write_csv_atomic(solution, out / "solution.csv")
-        mf.save_segments(out / "solution_segments.npz", solution_segments)
-    _self_check(out)
+                   solution: pd.DataFrame | None, solution_segments: dict | None, card: str,
+                   competition: dict | None = None) -> Path:
+    """Write every file of the layout (data/layout.py), re-read it with the project's own validators
+    (audio already checked), then write the data card (it marks completion)."""
+    write_splits(out, train, train_segments, test, solution, solution_segments, competition)
+    mf.load_segments(out / "train_segments.npz", mf.load_split(out, "train", check_files=False))
+    if (out / "solution.csv").exists():
+        mf.load_segments(out / "solution_segments.npz", mf.load_split(out, "test", check_files=False))
     write_text_atomic(out / "README.md", card)
     return out
-
-
-def _self_check(out: Path) -> None:
-    """Re-read what was written with the project's own validators (audio already checked)."""
-    train = mf.load_split(out, "train", check_files=False)
-    mf.load_segments(out / "train_segments.npz", train)
-    if (out / "solution.csv").exists():
-        test = mf.load_split(out, "test", check_files=False)
-        mf.load_segments(out / "solution_segments.npz", test)
 
 
 def _find_root(root: Path, marker: str, wrappers: Iterable[str]) -> Path:
@@ -241,14 +227,10 @@ def import_partialspoof(root: str | Path, out: str | Path, workers: int = 8) -> 
         segments[subset] = _partialspoof_segments(rows, _load_seglab(seglab_path), seglab_path)
         frames[subset] = _protocol_frame(
             rows, lambda r: root / r.subset / "con_wav" / f"{r.utt_id}.wav", "partialspoof", workers)
-    train = pd.concat([frames["train"], frames["dev"]], ignore_index=True)
-    test, solution = _split_test(frames["eval"])
     notes = ("PartialSpoof (Zhang et al.): utterances concatenating bona fide and spoofed "
              "(ASVspoof 2019 LA) segments. Segment labels at 10 ms, 1 = bona fide, 0 = spoof. "
              "`subset` keeps the official train/dev split; group = speaker.")
-    card = _card("PartialSpoof", str(root), {"train": train, "test": frames["eval"]}, notes)
-    return _write_dataset(Path(out), train, {**segments["train"], **segments["dev"]},
-                          test, solution, segments["eval"], card)
+    return _write_protocol_corpus(out, "PartialSpoof", root, frames, segments, notes)
 
 
 # ---- ASVspoof 2019 LA ----------------------------------------------------------------
@@ -271,14 +253,11 @@ def import_asvspoof2019_la(root: str | Path, out: str | Path, workers: int = 8) 
         frames[subset] = _protocol_frame(
             rows, lambda r: root / f"ASVspoof2019_LA_{r.subset}" / "flac" / f"{r.utt_id}.flac",
             "asvspoof2019_la", workers)
-    train = pd.concat([frames["train"], frames["dev"]], ignore_index=True)
-    test, solution = _split_test(frames["eval"])
     notes = ("ASVspoof 2019 logical access: bona fide VCTK speech and TTS/VC spoofs "
              "(attacks A01-A19; eval attacks differ from train/dev). `subset` keeps the official "
              "train/dev split; group = speaker; segment labels are constant per utterance.")
-    card = _card("ASVspoof 2019 LA", str(root), {"train": train, "test": frames["eval"]}, notes)
-    return _write_dataset(Path(out), train, _constant(train), test, solution,
-                          _constant(frames["eval"]), card)
+    segments = {subset: _constant(frame) for subset, frame in frames.items()}
+    return _write_protocol_corpus(out, "ASVspoof 2019 LA", root, frames, segments, notes)
 
 
 # ---- competition CSV ------------------------------------------------------------------
@@ -340,15 +319,8 @@ def _find_audio(utt_id: str, index, folder: Path, where: str) -> Path:
 
 
 def _read_competition_csv(csv_path: Path, id_column: str, label_column: str) -> pd.DataFrame:
-    if not csv_path.is_file():
-        raise ManifestError(f"{csv_path}: file not found")
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{csv_path}: malformed CSV ({str(err).splitlines()[0]})") from None
-    missing = [c for c in (id_column, label_column) if c not in df.columns]
-    if missing:
-        raise ManifestError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(df.columns)}")
+    df = read_text_table(csv_path, dtype=str, keep_default_na=False)
+    require_columns(csv_path, df, (id_column, label_column))
     ids = df[id_column].str.strip()
     for mask, problem in ((ids == "", "empty id"), (ids.duplicated(), "duplicate id")):
         if mask.any():
@@ -412,13 +384,11 @@ def import_competition_csv(csv: str | Path, audio_dir: str | Path, out: str | Pa
         if clash:
             raise ManifestError(f"{test_dir}: utt_id '{sorted(clash)[0]}' is also in {csv_path}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "competition.json", {
-        "id_column": id_column, "label_column": label_column, "positive": "spoof",
-        "positive_value": _as_json_value(spoof), "negative_value": _as_json_value(negative)})
+    competition = {"id_column": id_column, "label_column": label_column, "positive": "spoof",
+                   "positive_value": _as_json_value(spoof), "negative_value": _as_json_value(negative)}
     notes = (f"Competition CSV: id column `{id_column}`, label column `{label_column}`, "
              f"{spoof} = spoof, {negative} = bona fide (see competition.json). Test labels are hidden "
              "(no solution.csv). Segment labels are constant per utterance; group = "
              + ("speaker." if "speaker" in train.columns else "utt_id."))
     card = _card(out.name, str(csv_path), {"train": train, "test": test}, notes)
-    return _write_dataset(out, train, _constant(train), test, None, None, card)
+    return _write_dataset(out, train, _constant(train), test, None, None, card, competition)

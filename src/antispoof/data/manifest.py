@@ -1,18 +1,9 @@
-"""The one manifest layout every data set uses, and its validation.
+"""Reading and validating a data set folder: its manifests and segment labels.
 
-A data set is a folder, Kaggle style::
-
-    train.csv            utt_id, path, duration, label, + optional metadata columns
-    test.csv             utt_id, path, duration            (labels hidden)
-    solution.csv         utt_id, label, + optional metadata (hidden test labels; scorer only)
-    sample_submission.csv
-    train_segments.npz   10 ms segment labels per utt_id (1 = bona fide, 0 = spoof)
-    solution_segments.npz  the same for the test split (hidden)
-    README.md            data card
-
-`path` is relative to the data set folder or absolute (importers point at the original
-corpus instead of copying it). Metadata columns used across the project: attack, language,
-speaker, group (recordings derived from one another share a group), source.
+The layout itself (which files a data set has, their columns, competition.json) and its writers
+are in `data/layout.py`. `path` is relative to the data set folder or absolute (importers point
+at the original corpus instead of copying it). Metadata columns used across the project:
+attack, language, speaker, group (recordings derived from one another share a group), source.
 
 Every reader here fails with a one-line `ManifestError` naming the file and the row.
 """
@@ -26,10 +17,9 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from antispoof.schema import LABELS, SEGMENT_HOP_S, ManifestError, fail, first_row, read_text_table, require_columns
 from antispoof.utils import atomic_path
 
-LABELS = ("bonafide", "spoof")
-SEGMENT_HOP_S = 0.01
 METADATA_COLUMNS = ("attack", "language", "speaker", "group", "source")
 
 TRAIN_COLUMNS = ("utt_id", "path", "duration", "label")
@@ -37,34 +27,11 @@ TEST_COLUMNS = ("utt_id", "path", "duration")
 SOLUTION_COLUMNS = ("utt_id", "label")
 
 
-class ManifestError(ValueError):
-    """A data set file is missing, malformed or inconsistent (message names file and row)."""
-
-
-def fail(path, problem: str, row: int | None = None):
-    """Raise the one-line error every reader of user files gives: `<file> [row N]: <problem>`."""
-    where = f"{path}" if row is None else f"{path} row {row}"
-    raise ManifestError(f"{where}: {problem}")
-
-
 def read_table(csv_path: str | Path, required: Iterable[str]) -> pd.DataFrame:
     """Read a CSV with string ids; refuse missing columns and unparsable files."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        fail(csv_path, "file not found")
-    try:
-        df = pd.read_csv(csv_path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        fail(csv_path, f"malformed CSV ({str(err).splitlines()[0]})")
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        fail(csv_path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+    df = read_text_table(csv_path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""])
+    require_columns(csv_path, df, required)
     return df
-
-
-def first_row(mask) -> int:
-    """1-based data row (header excluded) of the first True in `mask`: the row `fail` names."""
-    return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0]) + 1
 
 
 def _check_ids(csv_path, df):
@@ -197,3 +164,15 @@ def load_segments(path: str | Path, manifest: pd.DataFrame | None = None) -> dic
                     raise ManifestError(
                         f"{path}: segment labels of '{row.utt_id}' contradict its label '{row.label}'")
     return segments
+
+
+def load_solution(data_dir: str | Path, needed_for: str | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The test split with its hidden labels and their 10 ms segment labels: for scoring only.
+
+    Fails naming solution.csv (and what it is `needed_for`) when the data set hides its labels.
+    """
+    data_dir = Path(data_dir)
+    test = load_split(data_dir, "test", check_files=False)
+    if "label" not in test.columns:
+        fail(data_dir / "solution.csv", "file not found" + (f" (needed {needed_for})" if needed_for else ""))
+    return test, load_segments(data_dir / "solution_segments.npz", test)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from omegaconf import DictConfig
 
-from antispoof.conditions import BONAFIDE
+from antispoof.metrics.conditions import BONAFIDE
 from antispoof.data.channel import PROFILES, draw_channel
 from antispoof.data.spoofers import TTS_SYSTEMS
 from antispoof.data.utterances import Utterance
@@ -210,7 +210,7 @@ def make_plan(cfg: DictConfig, utterances: list[Utterance]) -> list[list[ClipPla
 
 def condition_of(language: str, label: str, kind: str, attack: str, train_languages: set[str],
                  unseen_attacks: set[str]) -> str:
-    """The condition of one clip (`antispoof.conditions`); bona fide clips of seen languages: `bonafide`."""
+    """The condition of one clip (`antispoof.metrics.conditions`); bona fide clips of seen languages: `bonafide`."""
     if any(lang not in train_languages for lang in language.split("+")):
         return "unseen_language"
     if label == "bonafide":

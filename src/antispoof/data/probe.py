@@ -16,6 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
 from antispoof.data.manifest import load_split
+from antispoof.metrics.detection import compute_eer
 from antispoof.utils import write_csv_atomic
 
 FEATURES = ("duration", "rms_db", "peak_db", "crest_db", "dc_offset", "zcr", "silence_ratio",
@@ -81,8 +82,6 @@ def run_probe(data_dir: str | Path, submission: str | Path | None = None, folds:
 
 
 def _run_probe(data_dir, submission, folds: int, seed: int) -> dict:
-    from antispoof.metrics import compute_eer
-
     train = load_split(data_dir, "train")
     X, y = statistics_table(train), (train["label"] == "bonafide").to_numpy(int)
     groups = train["group"] if "group" in train else train["utt_id"]
@@ -109,7 +108,7 @@ def _run_probe(data_dir, submission, folds: int, seed: int) -> dict:
 
 def _by_condition(scores: np.ndarray, test: pd.DataFrame, seed: int) -> dict[str, dict]:
     """The probe's test EER per condition with its bootstrap 95 % half-width."""
-    from antispoof.conditions import bootstrap_half_width, condition_masks, eer_by_condition
+    from antispoof.metrics.conditions import bootstrap_half_width, condition_masks, eer_by_condition
 
     labels = test["label"].to_numpy()
     eers = eer_by_condition(scores, labels, test["condition"])

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from antispoof.data.manifest import fail
 from antispoof.ensemble.tables import Ensemble
 from antispoof.ensemble.thresholds import eer_threshold, fit_threshold
+from antispoof.schema import fail
 
 
 class Fitted(Protocol):

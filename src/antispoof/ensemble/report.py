@@ -1,7 +1,7 @@
 """The report beside a submission: Markdown with PNG figures.
 
 It is drawn after every system is fitted and every file written; the hidden test labels
-it needs come from submit.hidden_solution (the scorer's reader), and change nothing.
+it needs come from data.manifest.load_solution (what the scorer reads), and change nothing.
   * results table: OOF (cross-fitted) vs hidden test, EER and F1, per model and ensemble;
   * DET curves of every system on OOF and on the hidden test;
   * score histograms of the submitted system by class;
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antispoof.metrics import bonafide_mask, det_curve
+from antispoof.metrics.detection import bonafide_mask, det_curve
 from antispoof.utils import atomic_path, write_text_atomic
 
 DET_LIMIT = 1e-3

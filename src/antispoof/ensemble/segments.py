@@ -18,18 +18,11 @@ from antispoof.data.manifest import load_segments, read_manifest
 from antispoof.ensemble.crossfit import select
 from antispoof.ensemble.tables import Ensemble
 from antispoof.ensemble.thresholds import fit_threshold
-from antispoof.metrics import pool_segment_labels
+from antispoof.metrics.segments import pool_segment_labels, resolution_factor
 
 
 def common_hop(ens: Ensemble, names) -> float:
     return min(ens.models[n].hop for n in names)
-
-
-def _repeat_factor(hop: float, fine: float) -> int:
-    k = int(round(hop / fine))
-    if abs(hop / fine - k) > 1e-6:
-        raise ValueError(f"segment resolution {hop} s is not a multiple of {fine} s")
-    return k
 
 
 def fuse_segments(ens: Ensemble, part: str, rows, normalisers: dict, weights, names) -> tuple[list[np.ndarray], float]:
@@ -40,7 +33,7 @@ def fuse_segments(ens: Ensemble, part: str, rows, normalisers: dict, weights, na
     for name in names:
         t = ens.models[name]
         arrays = normalisers[name].transform_arrays(select(getattr(t, part)["seg_scores"], rows))
-        per_model.append([np.repeat(a, _repeat_factor(t.hop, fine)) for a in arrays])
+        per_model.append([np.repeat(a, resolution_factor(t.hop, fine)) for a in arrays])
     fused = []
     for clip in zip(*per_model):
         n = min(a.size for a in clip)

@@ -23,11 +23,11 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from antispoof.data.manifest import fail
 from antispoof.ensemble.crossfit import Thresholds, select
 from antispoof.ensemble.features import build_features
 from antispoof.ensemble.tables import Ensemble
 from antispoof.ensemble.thresholds import eer_threshold
+from antispoof.schema import fail
 
 
 def inner_splits(ens: Ensemble, rows: np.ndarray, n_splits: int, seed: int) -> list:

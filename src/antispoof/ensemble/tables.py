@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from antispoof.config import data_dir as resolve_data_dir
-from antispoof.data.manifest import fail, read_manifest
-from antispoof.predict import read_table
+from antispoof.data.manifest import read_manifest
+from antispoof.runs import PREDICTIONS, dataset_dir, finished_folds, folds_csv, read_predictions
+from antispoof.runs import experiments as experiment_dirs
+from antispoof.schema import fail
 
-FINISHED = ("oof.parquet", "test.parquet", "metrics.json")
 SCORE_COLUMNS = ("score", "score_utt", "score_seg_min")
 CONTEXT_COLUMNS = ("attack", "language", "kind")
 
@@ -73,17 +74,8 @@ class Ensemble:
         return np.column_stack([getattr(t, part)[column].to_numpy(float) for t in self.models.values()])
 
 
-def finished_folds(exp_dir: Path) -> list[int]:
-    """Folds whose outputs are all written (train.py writes metrics.json last)."""
-    folds = []
-    for d in exp_dir.glob("fold*"):
-        if d.name[4:].isdigit() and all((d / f).is_file() for f in FINISHED):
-            folds.append(int(d.name[4:]))
-    return sorted(folds)
-
-
-def discover(root: Path, experiments=None) -> dict[str, list[int]]:
-    """Experiment -> finished folds, for the named experiments or every one under `root`.
+def discover(root: Path, experiments=None) -> dict[str, dict[int, Path]]:
+    """Experiment -> its finished folds (number -> folder), for the named experiments or every one under `root`.
 
     A named experiment without finished folds is an error; one found by scanning is
     skipped with a warning (it may still be training).
@@ -95,12 +87,12 @@ def discover(root: Path, experiments=None) -> dict[str, list[int]]:
                 fail(root / name, "no such experiment (train it first: make train MODEL=... FOLD=...)")
             found[name] = finished_folds(root / name)
             if not found[name]:
-                fail(root / name, f"no finished folds (a fold needs {', '.join(FINISHED)})")
+                fail(root / name, "no finished folds (a fold is finished once its metrics.json is written)")
         return found
     if not root.is_dir():
         fail(root, "no experiments found (train one first: make train FOLD=0)")
     found = {}
-    for exp_dir in sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("fold*"))):
+    for exp_dir in experiment_dirs(root):
         folds = finished_folds(exp_dir)
         if folds:
             found[exp_dir.name] = folds
@@ -111,11 +103,11 @@ def discover(root: Path, experiments=None) -> dict[str, list[int]]:
     return found
 
 
-def common_folds(found: dict[str, list[int]]) -> list[int]:
+def common_folds(found: dict[str, dict[int, Path]]) -> list[int]:
     """The folds every experiment finished; a warning names what is left out."""
     common = sorted(set.intersection(*(set(f) for f in found.values())))
     every = sorted(set.union(*(set(f) for f in found.values())))
-    short = [f"{n} {f}" for n, f in found.items() if f != every]
+    short = [f"{n} {list(f)}" for n, f in found.items() if list(f) != every]
     if not common:
         fail(Path(", ".join(found)), "the experiments share no finished fold; train the same folds")
     if short:
@@ -152,15 +144,13 @@ def average_test(aligned: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def load_model(exp_dir: Path, folds: list[int]) -> ModelTables:
-    """OOF rows of the given folds (with their fold number) and the fold-averaged test table."""
+def load_model(exp_dir: Path, folds: dict[int, Path]) -> ModelTables:
+    """OOF rows of the given folds (number -> folder; with their fold number) and the fold-averaged test table."""
     oof_parts, tests, paths = [], [], []
-    for k in folds:
-        fold = exp_dir / f"fold{k}"
-        oof = read_table(fold / "oof.parquet")
-        oof_parts.append(oof.assign(fold=k))
-        tests.append(read_table(fold / "test.parquet"))
-        paths.append(fold / "test.parquet")
+    for k, fold in folds.items():
+        oof_parts.append(read_predictions(fold, "oof").assign(fold=k))
+        tests.append(read_predictions(fold, "test"))
+        paths.append(fold / PREDICTIONS["test"])
     oof = pd.concat(oof_parts, ignore_index=True)
     if oof["utt_id"].duplicated().any():
         fail(exp_dir, f"utt_id '{oof['utt_id'][oof['utt_id'].duplicated()].iloc[0]}' is OOF in two folds")
@@ -168,19 +158,19 @@ def load_model(exp_dir: Path, folds: list[int]) -> ModelTables:
     if len(hops) != 1:
         fail(exp_dir, f"segment resolutions differ between folds: {sorted(hops)}")
     aligned = _aligned_tests(tests, paths)
-    return ModelTables(exp_dir.name, folds, float(hops[0]), oof.set_index("utt_id"), average_test(aligned),
+    return ModelTables(exp_dir.name, list(folds), float(hops[0]), oof.set_index("utt_id"), average_test(aligned),
                        dict(zip(folds, aligned)))
 
 
-def _oof_frame(data_dir: Path, folds_csv: Path, ids: list[str], labelled: pd.Series) -> pd.DataFrame:
+def _oof_frame(data_dir: Path, folds_path: Path, ids: list[str], labelled: pd.Series) -> pd.DataFrame:
     """Context of the OOF clips from train.csv and folds.csv, checked against the fold outputs."""
     train = read_manifest(data_dir / "train.csv", "train", check_files=False).set_index("utt_id")
-    if not folds_csv.is_file():
-        fail(folds_csv, "file not found (the folds the experiments were trained on)")
-    folds = pd.read_csv(folds_csv, dtype={"utt_id": str}).set_index("utt_id")
+    if not folds_path.is_file():
+        fail(folds_path, "file not found (the folds the experiments were trained on)")
+    folds = pd.read_csv(folds_path, dtype={"utt_id": str}).set_index("utt_id")
     unknown = [u for u in ids if u not in train.index or u not in folds.index]
     if unknown:
-        fail(folds_csv, f"{len(unknown)} OOF clip(s) missing from train.csv or folds.csv, e.g. '{unknown[0]}'")
+        fail(folds_path, f"{len(unknown)} OOF clip(s) missing from train.csv or folds.csv, e.g. '{unknown[0]}'")
     frame = pd.DataFrame({"utt_id": ids, "fold": labelled["fold"].loc[ids].to_numpy(),
                           "label": train.loc[ids, "label"].to_numpy(),
                           "group": folds.loc[ids, "group"].astype(str).to_numpy(),
@@ -191,17 +181,18 @@ def _oof_frame(data_dir: Path, folds_csv: Path, ids: list[str], labelled: pd.Ser
     stale = (frame["fold"].to_numpy() != folds.loc[ids, "fold"].to_numpy()) | (
         frame["label"].to_numpy() != labelled["label"].loc[ids].to_numpy())
     if stale.any():
-        fail(folds_csv, f"fold or label of '{ids[int(np.argmax(stale))]}' differs from the fold outputs (stale folds?)")
+        fail(folds_path,
+             f"fold or label of '{ids[int(np.argmax(stale))]}' differs from the fold outputs (stale folds?)")
     return frame.sort_values(["fold", "utt_id"], kind="stable").reset_index(drop=True)
 
 
 def load_ensemble(dataset: str, output_root="folds", experiments=None) -> Ensemble:
     """Every model's OOF and test predictions on the clips and folds they all share."""
     data_dir = resolve_data_dir(str(dataset))
-    root = Path(output_root) / data_dir.name
+    root = dataset_dir(output_root, data_dir.name)
     found = discover(root, list(experiments) if experiments else None)
     folds = common_folds(found)
-    models = {name: load_model(root / name, folds) for name in found}
+    models = {name: load_model(root / name, {k: found[name][k] for k in folds}) for name in found}
     shared = set.intersection(*(set(m.oof.index) for m in models.values()))
     if any(len(m.oof) != len(shared) for m in models.values()):
         warnings.warn(f"OOF clips differ between experiments: using the {len(shared)} they share",
@@ -209,7 +200,7 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None) -> Ensemb
     if not shared:
         fail(root, "the experiments share no OOF clip")
     first = next(iter(models.values())).oof
-    oof = _oof_frame(data_dir, root / "folds.csv", sorted(shared), first[["fold", "label"]])
+    oof = _oof_frame(data_dir, folds_csv(output_root, data_dir.name), sorted(shared), first[["fold", "label"]])
     test = read_manifest(data_dir / "test.csv", "test", check_files=False)[["utt_id", "duration"]]
     for name, m in models.items():
         diff = set(m.test.index) ^ set(test["utt_id"])

@@ -10,9 +10,8 @@ The EER threshold needs no prior: FRR and FAR are rates within each class.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
-from antispoof.metrics import bonafide_mask, compute_eer
+from antispoof.metrics.detection import best_f1_threshold, bonafide_mask, compute_eer
 
 RULES = ("f1", "eer")
 
@@ -30,29 +29,10 @@ def prior_weights(labels, prior: float | None) -> np.ndarray:
     return np.where(spoof, prior / share, (1 - prior) / (1 - share))
 
 
-def _between(value: float, distinct: np.ndarray) -> float:
-    """Midway from a score to the next higher distinct score, so the cut transfers to new data."""
-    i = int(np.searchsorted(distinct, value, side="right"))
-    return float(np.nextafter(value, np.inf)) if i == distinct.size else float((value + distinct[i]) / 2)
-
-
 def f1_threshold(scores, labels, prior: float | None = None) -> dict:
-    """F1-optimal threshold for spoof as the positive class, with optional prior reweighting.
-
-    sklearn's precision_recall_curve on negated scores visits every cut "score <= s";
-    the threshold is placed midway to the next distinct score (as metrics.best_f1_threshold).
-    """
-    s = np.asarray(scores, dtype=float)
-    spoof = ~bonafide_mask(labels)
-    if not spoof.any():
-        raise ValueError("no spoof clips: F1 is undefined")
-    precision, recall, cuts = precision_recall_curve(spoof, -s, sample_weight=prior_weights(labels, prior))
-    precision, recall = precision[:-1], recall[:-1]
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-    i = int(np.argmax(f1))
-    return {"threshold": _between(-cuts[i], np.unique(s)), "f1": float(f1[i]),
-            "precision": float(precision[i]), "recall": float(recall[i])}
+    """F1-optimal threshold for spoof as the positive class, with optional prior reweighting:
+    metrics.best_f1_threshold on the clips weighted by `prior_weights`."""
+    return best_f1_threshold(scores, labels, "spoof", sample_weight=prior_weights(labels, prior))
 
 
 def eer_threshold(scores, labels) -> float:

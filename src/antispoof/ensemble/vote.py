@@ -23,7 +23,7 @@ from antispoof.ensemble.crossfit import Thresholds, select
 from antispoof.ensemble.normalise import Normaliser
 from antispoof.ensemble.tables import Ensemble
 from antispoof.ensemble.thresholds import f1_threshold, fit_threshold
-from antispoof.metrics import compute_eer
+from antispoof.metrics.detection import compute_eer
 
 MODES = ("soft", "hard", "strictness")
 

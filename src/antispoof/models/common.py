@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from antispoof.losses import IGNORE
+from antispoof.schema import pool_labels
 
 
 def valid_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -33,18 +34,15 @@ def masked_min(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def segment_targets(labels_10ms: torch.Tensor, n_segments: torch.Tensor, factor: int) -> torch.Tensor:
     """10 ms labels [B, F10] (1 bona fide, 0 spoof, -1 padding) -> segment labels [B, M], float.
 
-    A segment is spoof if any of its valid 10 ms frames is (min over 1/0), as the utterance
-    label follows its segments; mixup's soft labels (bona fide probabilities) take the same min. M = max(n_segments); labels and model frames may disagree by a
-    frame or two at the end, so labels past M * factor are dropped and missing ones are -1.
-    Segments with no valid frame, or at or past a clip's n_segments, are -1.
+    schema.pool_labels, the project's one 10 ms pooling (the metrics use it too): a segment is
+    spoof if any of its valid 10 ms frames is (min over 1/0), as the utterance label follows its
+    segments; mixup's soft labels (bona fide probabilities) take the same min. M = max(n_segments);
+    labels and model frames may disagree by a frame or two at the end, so labels past
+    M * factor are dropped and missing ones are -1. Segments with no valid frame, or at or past
+    a clip's n_segments, are -1.
     """
-    labels = labels_10ms.float()
-    n_segments = n_segments.to(labels.device)
-    width = (int(n_segments.max()) if len(n_segments) else 0) * factor
-    labels = F.pad(labels, (0, max(0, width - labels.shape[1])), value=IGNORE)[:, :width]
-    windows = labels.reshape(labels.shape[0], -1, factor)
-    lowest = windows.masked_fill(windows < 0, 2).amin(-1)  # 2 = "no valid frame"
-    lowest = lowest.masked_fill(lowest == 2, IGNORE)
+    n_segments = n_segments.to(labels_10ms.device)
+    lowest = pool_labels(labels_10ms.float(), factor, int(n_segments.max()) if len(n_segments) else 0)
     return lowest.masked_fill(~valid_mask(n_segments, lowest.shape[1]), IGNORE)
 
 

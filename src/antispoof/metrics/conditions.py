@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from antispoof.metrics import bonafide_mask, compute_eer
+from antispoof.metrics.detection import bonafide_mask, compute_eer
 
 CONDITIONS = ("seen_attack", "unseen_attack", "partial", "concatenation", "unseen_language")
 BONAFIDE = "bonafide"

@@ -1,11 +1,12 @@
-"""The leaderboard step: what `python ensemble/vote.py` and `python ensemble/stack.py` run, end to end.
+"""The ensemble step: what `python ensemble/vote.py` and `python ensemble/stack.py` run, end to end.
 
 load every experiment's fold outputs -> cross-fit each system (every model alone, the
-votes, or the fusions and the stacker) -> write the submissions through submit.py ->
-score them with the local leaderboard scorer -> print the results table -> write the report.
+votes, or the fusions and the stacker) -> write the submissions (antispoof.submission, the
+competition format and test ids read once) -> score them with the local leaderboard scorer
+(antispoof.scorer) -> print the results table -> write the report.
 
-The top layer: it joins the ensemble (scores and decisions) to submit.py (competition files and
-the scorer), so neither of those imports the other.
+The top layer below the CLI: it joins the ensemble (scores and decisions) to the submission
+writers and the scorer, so neither side imports the other.
 """
 from __future__ import annotations
 
@@ -19,16 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from antispoof.config import load_config
-from antispoof.data.manifest import fail
+from antispoof.data.manifest import load_solution
 from antispoof.ensemble import report as R
 from antispoof.ensemble.crossfit import Outcome, cross_fit
 from antispoof.ensemble.segments import fit_segment_threshold, fuse_segments, regions_table
 from antispoof.ensemble.stack import FittedFusion, LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import Ensemble, load_ensemble
 from antispoof.ensemble.vote import SingleModel, SoftVote, vote_systems
-from antispoof.metrics import binary_scores, compute_eer
-from antispoof.submit import (hidden_solution, score_predictions, score_submission, write_asvspoof5_scores,
-                              write_label_submission, write_score_submission, write_segment_submission)
+from antispoof.metrics.detection import binary_scores, compute_eer
+from antispoof.schema import ManifestError, fail
+from antispoof.scorer import score_predictions, score_submission
+from antispoof.submission import (Competition, write_asvspoof5_scores, write_label_submission, write_score_submission,
+                                  write_segment_submission)
 from antispoof.utils import write_json_atomic
 
 KINDS = ("vote", "stack")
@@ -77,13 +80,12 @@ def segment_regions(cfg: DictConfig, ens: Ensemble, soft, chosen: Outcome) -> di
 
 
 def write_submissions(cfg: DictConfig, ens: Ensemble, chosen: Outcome, segments: dict, stem: str) -> dict[str, Path]:
-    out = Path(cfg.submission.dir)
-    ids = ens.test["utt_id"]
-    files = {"f1": write_label_submission(out / f"{stem}_f1.csv", ids, chosen.test_spoof, ens.data_dir),
-             "eer": write_score_submission(out / f"{stem}_eer.csv", ids, chosen.test, ens.data_dir)}
+    out, ids, competition = Path(cfg.submission.dir), ens.test["utt_id"], Competition.load(ens.data_dir)
+    files = {"f1": write_label_submission(out / f"{stem}_f1.csv", ids, chosen.test_spoof, competition),
+             "eer": write_score_submission(out / f"{stem}_eer.csv", ids, chosen.test, competition)}
     if cfg.submission.asvspoof5:
-        files["asvspoof5"] = write_asvspoof5_scores(out / f"{stem}_asvspoof5.tsv", ids, chosen.test, ens.data_dir)
-    files["segments"] = write_segment_submission(out / f"{stem}_segments.csv", segments["regions"], ens.data_dir)
+        files["asvspoof5"] = write_asvspoof5_scores(out / f"{stem}_asvspoof5.tsv", ids, chosen.test, competition)
+    files["segments"] = write_segment_submission(out / f"{stem}_segments.csv", segments["regions"], competition)
     return files
 
 
@@ -158,7 +160,7 @@ def _figures(cfg, ens, outcomes, chosen, segments, stem) -> dict[str, Path]:
     hist = {"OOF": (outcomes[chosen].oof, oof_bona)}
     figures = {}
     if has_solution(ens):
-        solution, hidden_segments = hidden_solution(ens.data_dir)
+        solution, hidden_segments = load_solution(ens.data_dir)
         test_bona = R.solution_parts(solution, ens.test["utt_id"])
         for name, o in outcomes.items():
             systems[name]["test"] = (o.test, test_bona)
@@ -268,8 +270,6 @@ def main(kind: str, argv=None) -> int:
     """Entry point of ensemble/vote.py and ensemble/stack.py: one-line errors, warnings and a table."""
     import sys
     import warnings
-
-    from antispoof.data.manifest import ManifestError
 
     args = parse_args(kind, argv)
     seen: list[str] = []

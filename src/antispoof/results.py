@@ -1,14 +1,16 @@
-"""Results tables: every experiment's fold metrics, as mean ± standard deviation over folds.
+"""Results tables (`antispoof report`): every experiment's fold metrics, mean ± standard deviation over folds.
 
-Reads folds/<dataset>/<experiment>/fold<k>/metrics.json (written by `antispoof train`), so the
-table always reflects exactly what was trained.
+Reads the metrics.json of every finished fold (antispoof.runs), so the table always reflects
+exactly what was trained.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from antispoof.runs import experiments as experiment_dirs
+from antispoof.runs import dataset_dir, finished_folds, read_metrics
 
 COLUMNS = {  # column title -> (part, metric)
     "OOF utt EER %": ("oof", "eer"),
@@ -24,9 +26,11 @@ COLUMNS = {  # column title -> (part, metric)
 def collect(output_root: str | Path, dataset: str, experiments: str = "*") -> pd.DataFrame:
     """One row per finished fold of every experiment whose name matches the glob `experiments`."""
     rows = []
-    for path in sorted(Path(output_root, dataset).glob(f"{experiments}/fold*/metrics.json")):
-        m = json.loads(path.read_text())
-        row = {"experiment": path.parent.parent.name, "fold": m.get("fold"), "epochs": m.get("epochs"),
+    folds = [(e, d) for e in experiment_dirs(dataset_dir(output_root, dataset), experiments)
+             for d in finished_folds(e).values()]
+    for exp_dir, fold in folds:
+        m = read_metrics(fold)
+        row = {"experiment": exp_dir.name, "fold": m.get("fold"), "epochs": m.get("epochs"),
                "s/epoch": m.get("seconds_per_epoch"), "params": m.get("n_parameters"),
                "peak GB": m.get("peak_memory_gb"), "device": m.get("device", "cpu")}
         for title, (part, key) in COLUMNS.items():
@@ -56,5 +60,5 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
 def report(dataset: str, output_root: str | Path = "folds", experiments: str = "*") -> str:
     folds = collect(output_root, dataset, experiments)
     if folds.empty:
-        return f"no finished folds under {Path(output_root, dataset)}"
+        return f"no finished folds under {dataset_dir(output_root, dataset)}"
     return summarise(folds).to_markdown(index=False)

@@ -1,168 +1,37 @@
-"""Submissions: the writers every leaderboard file goes through, and the local leaderboard scorer.
+"""The local leaderboard scorer: scores every file antispoof.submission writes, as a real leaderboard would.
 
-A submission is a CSV with an id column and a hard `label` column (competition 0/1,
-1 = spoof by default) and/or a `score` column (higher = more bona fide). The column names,
-the 0/1 mapping and whether the file has a header come from an optional
-`<data_dir>/competition.json`, so an imported competition keeps its own format (e.g.
-`speech_name`). Two more formats are written and scored here:
-  * an ASVspoof 5 score file: TSV with the header `filename<TAB>cm-score`;
-  * a segment file: `<id>,start,end` per spoofed region in seconds (several rows per clip,
-    none for a clip without spoofed regions), scored against the hidden 10 ms labels.
-Writers refuse ids that do not match test.csv, and the scorer refuses anything a real
-leaderboard would refuse, each with one line naming the file, instead of a partial join.
-Hidden solution files are read only to score: here, by `antispoof train` for a fold's test
-metrics, and by `antispoof compare`; no model or ensemble fit ever sees them.
+  * a label and/or score CSV in the competition's format (competition.json, data/layout.py):
+    F1 / precision / recall / accuracy of the labels; EER, minDCF, actDCF, Cllr, best F1 and
+    EER per attack and language of the scores;
+  * an ASVspoof 5 score TSV (`filename<TAB>cm-score`), scored as a score column;
+  * a spoofed-regions file (`<id>,start,end`), scored against the hidden 10 ms labels;
+  * ASVspoof 5 score and key TSVs (`antispoof evaluate`): eer, min_dcf, act_dcf, cllr.
+One reader takes every CSV and TSV as strings. Anything a real leaderboard would refuse fails
+with one line naming the file (and row), instead of a partial join. Hidden solution files are
+read only to score: here, by `antispoof train` for a fold's test metrics, and by
+`antispoof compare`; no model or ensemble fit ever sees them.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from antispoof.data.manifest import (LABELS, SEGMENT_HOP_S, fail, first_row, load_segments, load_split,
-                                     read_manifest)
-from antispoof.metrics import binary_scores, bonafide_mask, compute_eer, utterance_metrics
-from antispoof.utils import write_csv_atomic
+from antispoof.data.layout import ASVSPOOF5_COLUMNS, SEGMENT_COLUMNS, encode_labels, load_competition
+from antispoof.data.manifest import load_solution, read_manifest
+from antispoof.metrics.detection import (act_dcf, binary_scores, bonafide_mask, cllr, compute_eer, min_dcf,
+                                         utterance_metrics)
+from antispoof.schema import LABELS, SEGMENT_HOP_S, fail, first_row, read_text_table, require_columns
 
-COMPETITION_DEFAULTS = {
-    "id_column": "utt_id",
-    "label_column": "label",
-    "score_column": "score",
-    "positive": "spoof",
-    "positive_value": 1,
-    "negative_value": 0,
-    "header": True,
-}
 GROUP_COLUMNS = ("attack", "language")
-ASVSPOOF5_COLUMNS = ("filename", "cm-score")
-SEGMENT_COLUMNS = ("start", "end")
-
-
-def load_competition(data_dir) -> dict:
-    """Submission format of a data set: competition.json over the defaults."""
-    path = Path(data_dir) / "competition.json"
-    cfg = dict(COMPETITION_DEFAULTS)
-    if not path.exists():
-        return cfg
-    try:
-        given = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        fail(path, f"invalid JSON ({err})")
-    if not isinstance(given, dict):
-        fail(path, "expected a JSON object")
-    unknown = sorted(set(given) - set(cfg))
-    if unknown:
-        fail(path, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(cfg)}")
-    cfg.update(given)
-    if cfg["positive"] not in LABELS:
-        fail(path, f"positive must be bonafide or spoof, not {cfg['positive']!r}")
-    if str(cfg["positive_value"]) == str(cfg["negative_value"]):
-        fail(path, "positive_value and negative_value must differ")
-    if not isinstance(cfg["header"], bool):
-        fail(path, f"header must be true or false, not {cfg['header']!r}")
-    return cfg
-
-
-# ---- writers ------------------------------------------------------------------------------
-
-def expected_ids(data_dir) -> pd.Series:
-    """The ids a submission must cover, in test.csv order (no hidden labels are read)."""
-    return read_manifest(Path(data_dir) / "test.csv", "test", check_files=False)["utt_id"]
-
-
-def _checked_ids(path: Path, ids, expected: pd.Series, allow_missing: bool = False,
-                 allow_repeats: bool = False) -> pd.Series:
-    """ids as strings, refused (one line naming the file) unless they match test.csv."""
-    ids = pd.Series(np.asarray(ids, dtype=str))
-    if not allow_repeats and ids.duplicated().any():
-        fail(path, f"duplicate id '{ids[ids.duplicated()].iloc[0]}'; nothing written")
-    wanted, given = set(expected), set(ids)
-    missing, extra = sorted(wanted - given), sorted(given - wanted)
-    if missing and not allow_missing:
-        fail(path, f"{len(missing)} of {len(wanted)} test ids missing, e.g. '{missing[0]}'; nothing written")
-    if extra:
-        fail(path, f"{len(extra)} id(s) not in test.csv, e.g. '{extra[0]}'; nothing written")
-    return ids
-
-
-def _in_test_order(path: Path, ids, values: dict, data_dir) -> pd.DataFrame:
-    """One row per test id, in test.csv order, with the given value columns."""
-    expected = expected_ids(data_dir).to_numpy()
-    ids = _checked_ids(path, ids, expected)
-    df = pd.DataFrame({k: np.asarray(v) for k, v in values.items()}, index=ids.to_numpy()).loc[expected]
-    return df.reset_index(drop=True).assign(_id=expected)
-
-
-def _finite(path: Path, ids, scores) -> np.ndarray:
-    scores = np.asarray(scores, dtype=float)
-    if scores.shape != (len(ids),):
-        fail(path, f"{scores.size} scores for {len(ids)} ids; nothing written")
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        fail(path, f"score of '{np.asarray(ids)[bad][0]}' is not a finite number; nothing written")
-    return scores
-
-
-def write_label_submission(path, ids, is_spoof, data_dir) -> Path:
-    """Hard labels in the competition's 0/1 (positive class spoof unless competition.json says otherwise)."""
-    path, cfg = Path(path), load_competition(data_dir)
-    df = _in_test_order(path, ids, {"spoof": np.asarray(is_spoof, dtype=bool)}, data_dir)
-    positive = df["spoof"] if cfg["positive"] == "spoof" else ~df["spoof"]
-    out = pd.DataFrame({cfg["id_column"]: df["_id"],
-                        cfg["label_column"]: np.where(positive, cfg["positive_value"], cfg["negative_value"])})
-    write_csv_atomic(out, path, header=cfg["header"])
-    return path
-
-
-def write_score_submission(path, ids, scores, data_dir) -> Path:
-    """Scores (higher = more bona fide), scored by EER and the other threshold-free metrics."""
-    path, cfg = Path(path), load_competition(data_dir)
-    df = _in_test_order(path, ids, {"score": _finite(path, ids, scores)}, data_dir)
-    out = pd.DataFrame({cfg["id_column"]: df["_id"], cfg["score_column"]: df["score"]})
-    write_csv_atomic(out, path, header=cfg["header"])
-    return path
-
-
-def write_asvspoof5_scores(path, ids, scores, data_dir) -> Path:
-    """ASVspoof 5 score file: TSV, header filename<TAB>cm-score (what `antispoof evaluate` reads)."""
-    path = Path(path)
-    df = _in_test_order(path, ids, {"score": _finite(path, ids, scores)}, data_dir)
-    out = pd.DataFrame({ASVSPOOF5_COLUMNS[0]: df["_id"], ASVSPOOF5_COLUMNS[1]: df["score"]})
-    write_csv_atomic(out, path, sep="\t")
-    return path
-
-
-def write_segment_submission(path, regions: pd.DataFrame, data_dir) -> Path:
-    """Spoofed regions: one row per region (utt_id, start, end in seconds); clips without any
-    spoofed region have no row, so only unknown ids and malformed regions are refused. Always
-    written with its header (also for a header-less competition): the header is what tells a
-    regions file from a label file with a score column."""
-    path, cfg = Path(path), load_competition(data_dir)
-    missing = [c for c in ("utt_id", *SEGMENT_COLUMNS) if c not in regions.columns]
-    if missing:
-        fail(path, f"regions lack column(s) {', '.join(missing)}; nothing written")
-    ids = _checked_ids(path, regions["utt_id"], expected_ids(data_dir), allow_missing=True, allow_repeats=True)
-    start, end = regions["start"].to_numpy(float), regions["end"].to_numpy(float)
-    bad = ~(np.isfinite(start) & np.isfinite(end) & (start >= 0) & (end > start))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        fail(path, f"region {start[i]}-{end[i]} s of '{ids.iloc[i]}' is not 0 <= start < end; nothing written")
-    out = pd.DataFrame({cfg["id_column"]: ids, "start": start, "end": end})
-    write_csv_atomic(out, path)
-    return path
 
 
 # ---- reading submissions ----------------------------------------------------------------
 
-def _read_text_table(path: Path, sep: str = ",", header: bool = True) -> pd.DataFrame:
-    if not path.is_file():
-        fail(path, "file not found")
-    try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=0 if header else None)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        fail(path, f"malformed {'TSV' if sep == chr(9) else 'CSV'} ({str(err).splitlines()[0]})")
+def _read_strings(path: Path, sep: str = ",", header: bool = True) -> pd.DataFrame:
+    """Every CSV or TSV the scorer reads, as strings (ids like '007' must survive)."""
+    return read_text_table(path, sep=sep, dtype=str, keep_default_na=False, header=0 if header else None)
 
 
 def _name_headerless(path: Path, df: pd.DataFrame, cfg: dict) -> pd.DataFrame:
@@ -195,14 +64,12 @@ def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
     An ASVspoof 5 TSV (.tsv) is read as a score submission: filename -> id, cm-score -> score.
     """
     if path.suffix.lower() == ".tsv":
-        df = _read_text_table(path, sep="\t")
-        missing = [c for c in ASVSPOOF5_COLUMNS if c not in df.columns]
-        if missing:
-            fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+        df = _read_strings(path, sep="\t")
+        require_columns(path, df, ASVSPOOF5_COLUMNS)
         df = df.rename(columns=dict(zip(ASVSPOOF5_COLUMNS, (cfg["id_column"], cfg["score_column"]))))
     else:
         header = cfg["header"] or _has_regions_header(path, cfg)
-        df = _read_text_table(path, header=header)
+        df = _read_strings(path, header=header)
         if not header:
             df = _name_headerless(path, df, cfg)
     id_col = cfg["id_column"]
@@ -334,10 +201,7 @@ def region_frames(regions: pd.DataFrame, n_frames: int, hop_s: float = SEGMENT_H
 def _score_segments(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
     """Frame-level (10 ms) and derived utterance-level F1 of a spoofed-regions file."""
     id_col = cfg["id_column"]
-    test = load_split(data_dir, "test", check_files=False)
-    if "label" not in test.columns:
-        fail(data_dir / "solution.csv", "file not found (needed to score segments)")
-    hidden = load_segments(data_dir / "solution_segments.npz", test)
+    test, hidden = load_solution(data_dir, "to score segments")
     extra = sorted(set(df[id_col]) - set(test["utt_id"]))
     if extra:
         fail(path, f"{len(extra)} id(s) not in the solution, e.g. '{extra[0]}'")
@@ -388,9 +252,7 @@ def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "
     cfg = load_competition(data_dir)
     columns = {cfg["id_column"]: np.asarray(ids, dtype=str)}
     if is_spoof is not None:
-        spoof = np.asarray(is_spoof, dtype=bool)
-        positive = spoof if cfg["positive"] == "spoof" else ~spoof
-        columns[cfg["label_column"]] = np.where(positive, cfg["positive_value"], cfg["negative_value"]).astype(str)
+        columns[cfg["label_column"]] = encode_labels(is_spoof, cfg).astype(str)
     if scores is not None:
         columns[cfg["score_column"]] = [repr(float(s)) for s in scores]
     df = pd.DataFrame(columns).astype(str)
@@ -398,13 +260,58 @@ def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "
     return _score_utterances(Path(source), df, Path(data_dir), cfg)
 
 
-def hidden_solution(data_dir) -> tuple[pd.DataFrame, dict]:
-    """The hidden test labels and 10 ms segment labels, for the evaluation report only.
+# ---- ASVspoof 5 score / key files -------------------------------------------------------
 
-    Ensembles are fitted before this is called; the report uses it to draw test DET curves,
-    score histograms and timelines of what the scorer already measured.
+_ALIASES = {"trial_anon": "filename", "cm_label": "cm-label"}
+
+
+def _read_tsv(path, column: str) -> pd.DataFrame:
+    """A headed TSV as strings, with a unique non-empty `filename` and the given column."""
+    path = Path(path)
+    df = _read_strings(path, sep="\t")
+    df = df.rename(columns={k: v for k, v in _ALIASES.items() if v not in df.columns})
+    require_columns(path, df, ("filename", column))
+    names = df["filename"]  # matched exactly, as the official package does
+    for bad, problem in ((names == "", "empty filename"), (names.duplicated(), "duplicate filename")):
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            fail(path, f"{problem} '{names.iloc[i]}'", row=i + 1)
+    return df
+
+
+def _first_bad(path, df, bad, column: str, expected: str):
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        fail(path, f"{df['filename'].iloc[i]}: bad {column} '{df[column].iloc[i]}' ({expected})", row=i + 1)
+
+
+def _refuse_unmatched(path, names: pd.Series, unmatched: np.ndarray, problem: str):
+    if unmatched.any():
+        fail(path, f"{int(unmatched.sum())} filename(s) {problem}, e.g. '{names[unmatched].iloc[0]}'")
+
+
+def evaluate_files(scores_tsv, keys_tsv) -> dict:
+    """eer, min_dcf, act_dcf, cllr (fractions) from ASVspoof 5 score and key TSV files.
+
+    Every malformed input raises a one-line ManifestError naming the file and row/filename,
+    because a metric quietly computed on a partial join is worse than no metric.
     """
-    test = load_split(Path(data_dir), "test", check_files=False)
-    if "label" not in test.columns:
-        fail(Path(data_dir) / "solution.csv", "file not found")
-    return test, load_segments(Path(data_dir) / "solution_segments.npz", test)
+    scores_df, keys_df = _read_tsv(scores_tsv, "cm-score"), _read_tsv(keys_tsv, "cm-label")
+    values = pd.to_numeric(scores_df["cm-score"], errors="coerce").to_numpy(dtype=float)
+    _first_bad(scores_tsv, scores_df, ~np.isfinite(values), "cm-score", "expected a finite number")
+    labels = keys_df["cm-label"]
+    if not labels.isin(LABELS).all():  # strip only when needed: it costs seconds on 1e6 rows
+        labels = labels.str.strip()
+    _first_bad(keys_tsv, keys_df, ~labels.isin(LABELS), "cm-label", "expected bonafide or spoof")
+    scored, keyed = scores_df["filename"], keys_df["filename"]
+    key_of_score = pd.Index(keyed).get_indexer(scored)
+    _refuse_unmatched(scores_tsv, keyed, pd.Index(scored).get_indexer(keyed) < 0,
+                      f"of {keys_tsv} have no score")
+    _refuse_unmatched(scores_tsv, scored, key_of_score < 0, f"have a score but no key in {keys_tsv}")
+    is_bona = (labels == "bonafide").to_numpy()[key_of_score]
+    if is_bona.all() or not is_bona.any():
+        fail(keys_tsv, "needs both bonafide and spoof trials")
+    bona, spoof = values[is_bona], values[~is_bona]
+    return {"eer": compute_eer(bona, spoof)[0], "min_dcf": min_dcf(bona, spoof)[0],
+            "act_dcf": act_dcf(bona, spoof)[0], "cllr": cllr(bona, spoof)}

@@ -1,4 +1,4 @@
-"""Detection metrics: EER, minDCF, actDCF, Cllr, F1, segment EER.
+"""Utterance detection metrics: EER, minDCF, actDCF, Cllr, F1 and the thresholds behind them.
 
 Conventions (DESIGN.md section 2): every score is "higher = more bona fide", and bona fide
 is the target (positive) class of the DET curve, as in ASVspoof. Label arrays may hold the
@@ -24,13 +24,10 @@ Every threshold this module returns is meant for the rule "score < threshold -> 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Mapping
 
 import numpy as np
-import pandas as pd
 
-from antispoof.data.manifest import LABELS, SEGMENT_HOP_S, fail
+from antispoof.schema import LABELS
 
 P_SPOOF = 0.05
 C_MISS = 1.0
@@ -39,7 +36,7 @@ C_FA = 10.0
 
 # ---- inputs -----------------------------------------------------------------------------
 
-def _scores(x, name: str = "scores") -> np.ndarray:
+def finite_scores(x, name: str = "scores") -> np.ndarray:
     """1-D float64 copy; NaN or inf would silently corrupt the sort, so refuse them."""
     arr = np.asarray(x, dtype=np.float64).ravel()
     if not np.all(np.isfinite(arr)):
@@ -65,7 +62,7 @@ def bonafide_mask(labels) -> np.ndarray:
 
 
 def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
-    s = _scores(scores)
+    s = finite_scores(scores)
     bona = bonafide_mask(labels)
     if s.shape != bona.shape:
         raise ValueError(f"{s.size} scores but {bona.size} labels")
@@ -73,7 +70,7 @@ def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _both_classes(bonafide, spoof) -> tuple[np.ndarray, np.ndarray]:
-    bona, spf = _scores(bonafide, "bona fide scores"), _scores(spoof, "spoof scores")
+    bona, spf = finite_scores(bonafide, "bona fide scores"), finite_scores(spoof, "spoof scores")
     if bona.size == 0 or spf.size == 0:
         raise ValueError(f"need scores of both classes (got {bona.size} bona fide, {spf.size} spoof)")
     return bona, spf
@@ -154,7 +151,7 @@ def _scores_truth(scores, labels, positive: str) -> tuple[np.ndarray, np.ndarray
     """Scores and "is the positive class", refusing mismatched lengths (no broadcasting)."""
     if positive not in LABELS:
         raise ValueError(f"positive must be bonafide or spoof, not {positive!r}")
-    s, bona = _scores(scores), bonafide_mask(labels)
+    s, bona = finite_scores(scores), bonafide_mask(labels)
     if s.shape != bona.shape:
         raise ValueError(f"{s.size} scores but {bona.size} labels")
     return s, (bona if positive == "bonafide" else ~bona)
@@ -192,11 +189,12 @@ def _threshold_above(value: float, distinct: np.ndarray) -> float:
     return float(mid if mid > value else distinct[i])
 
 
-def best_f1_threshold(scores, labels, positive: str = "spoof") -> dict:
+def best_f1_threshold(scores, labels, positive: str = "spoof", sample_weight=None) -> dict:
     """The F1-optimal threshold (rule "score < threshold -> spoof") and its F1/P/R.
 
     sklearn's precision_recall_curve evaluates every distinct score at once; for spoof as
     the positive class it runs on negated scores, whose ">= t" is our "<= score" cut.
+    `sample_weight` weights the clips' counts (the ensemble's expected-prior reweighting).
     """
     from sklearn.metrics import precision_recall_curve  # here: importing sklearn costs ~1 s
 
@@ -204,7 +202,7 @@ def best_f1_threshold(scores, labels, positive: str = "spoof") -> dict:
     if not truth.any():
         raise ValueError(f"no {positive} labels: F1 is undefined")
     sign = -1.0 if positive == "spoof" else 1.0
-    precision, recall, cuts = precision_recall_curve(truth, sign * s)
+    precision, recall, cuts = precision_recall_curve(truth, sign * s, sample_weight=sample_weight)
     precision, recall = precision[:-1], recall[:-1]
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
@@ -241,195 +239,3 @@ def utterance_metrics(scores, labels, positive: str = "spoof") -> dict:
         "recall_at_eer": at_eer["recall"],
         "best_f1": best["f1"], "best_f1_threshold": best["threshold"],
     }
-
-
-# ---- segment metrics --------------------------------------------------------------------
-
-def _factor(coarse_s: float, fine_s: float) -> int:
-    """How many fine frames make one coarse frame; resolutions must nest exactly."""
-    ratio = coarse_s / fine_s
-    k = int(round(ratio))
-    if k < 1 or abs(ratio - k) > 1e-6:
-        raise ValueError(f"resolution {coarse_s} s is not a whole multiple of {fine_s} s")
-    return k
-
-
-def _min_pool(x: np.ndarray, k: int) -> np.ndarray:
-    """Minimum over consecutive windows of k frames; a partial last window still counts."""
-    x = np.asarray(x)
-    if k == 1 or x.size == 0:
-        return x.copy()
-    return np.minimum.reduceat(x, np.arange(0, x.size, k))
-
-
-def pool_segment_labels(labels_10ms, resolution_s: float) -> np.ndarray:
-    """10 ms labels (1 = bona fide) at a coarser resolution: any spoof frame makes the window spoof."""
-    labels = np.asarray(labels_10ms, dtype=np.int8).ravel()
-    return _min_pool(labels, _factor(resolution_s, SEGMENT_HOP_S))
-
-
-def rescale_segment_scores(scores, score_resolution_s: float, resolution_s: float) -> np.ndarray:
-    """Scores at the measurement resolution, as PartialSpoof's SegmentEER does.
-
-    Finer scores are min-pooled (the most spoof-like frame speaks for the window); coarser
-    scores are repeated, so one prediction covers each finer window inside it.
-    """
-    s = _scores(scores, "segment scores")
-    if score_resolution_s <= resolution_s:
-        return _min_pool(s, _factor(resolution_s, score_resolution_s))
-    return np.repeat(s, _factor(score_resolution_s, resolution_s))
-
-
-def _pairs(score_arrays, label_arrays) -> list[tuple[str, object, object]]:
-    """(name, scores, labels) per utterance from two aligned sequences or two mappings."""
-    if isinstance(score_arrays, Mapping):
-        if not isinstance(label_arrays, Mapping):
-            raise TypeError("scores given by utt_id need labels given by utt_id")
-        missing = [k for k in score_arrays if k not in label_arrays]
-        if missing:
-            raise ValueError(f"{len(missing)} scored utterance(s) have no labels, e.g. {missing[0]!r}")
-        return [(str(k), v, label_arrays[k]) for k, v in score_arrays.items()]
-    score_arrays, label_arrays = list(score_arrays), list(label_arrays)
-    if len(score_arrays) != len(label_arrays):
-        raise ValueError(f"{len(score_arrays)} score arrays but {len(label_arrays)} label arrays")
-    return [(f"#{i}", s, l) for i, (s, l) in enumerate(zip(score_arrays, label_arrays))]
-
-
-def _aligned(name, scores, labels_10ms, resolution_s, score_resolution_s):
-    """One utterance's scores and labels at the measurement resolution, truncated to match.
-
-    A frame or two of length mismatch is normal (framing); scores much longer than the
-    clip mean a wrong score_resolution_s, which would otherwise yield a silent wrong EER.
-    """
-    labels = np.asarray(labels_10ms).ravel()
-    raw = np.asarray(scores).ravel()
-    implied = math.ceil(round(labels.size * SEGMENT_HOP_S / score_resolution_s, 6))
-    if raw.size > implied + 2:
-        raise ValueError(f"utterance {name}: {raw.size} score frames at {score_resolution_s} s "
-                         f"but its labels cover only {implied}")
-    s = rescale_segment_scores(raw, score_resolution_s, resolution_s)
-    lab = pool_segment_labels(labels, resolution_s)
-    n = min(s.size, lab.size)
-    return s[:n], lab[:n]
-
-
-def segment_points(score_arrays, label_arrays_10ms, resolution_s: float,
-                   score_resolution_s: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each utterance's (scores, labels) at the measurement resolution, in input order.
-
-    score_arrays / label_arrays_10ms: aligned sequences, or mappings keyed by utt_id.
-    """
-    score_res = resolution_s if score_resolution_s is None else score_resolution_s
-    return [_aligned(name, s, l, resolution_s, score_res)
-            for name, s, l in _pairs(score_arrays, label_arrays_10ms)]
-
-
-def pooled_segment_eer(points: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
-    """Point-based EER (and threshold) over all segments of the given utterances' points."""
-    s = np.concatenate([p[0] for p in points])
-    l = np.concatenate([p[1] for p in points])
-    return compute_eer(s[l == 1], s[l == 0])
-
-
-def segment_eer(score_arrays, label_arrays_10ms, resolution_s: float,
-                score_resolution_s: float | None = None) -> tuple[float, float]:
-    """Point-based segment EER (and threshold) pooled over all segments of all utterances.
-
-    score_arrays / label_arrays_10ms: aligned sequences, or mappings keyed by utt_id.
-    """
-    return pooled_segment_eer(segment_points(score_arrays, label_arrays_10ms, resolution_s, score_resolution_s))
-
-
-def utterance_scores_from_segments(score_arrays):
-    """Utterance score = min over its segments (beat mean/max in the SELCNN-MTL paper).
-
-    A mapping gives a dict by utt_id, a sequence an array in the same order.
-    """
-    def lowest(s, name):
-        s = _scores(s, f"segment scores of {name}")
-        if s.size == 0:
-            raise ValueError(f"utterance {name} has no segment scores")
-        return float(s.min())
-
-    if isinstance(score_arrays, Mapping):
-        return {k: lowest(v, k) for k, v in score_arrays.items()}
-    return np.array([lowest(s, f"#{i}") for i, s in enumerate(score_arrays)])
-
-
-def _utterance_label(labels) -> bool:
-    """Is the utterance bona fide: a label string, or 10 ms labels with no spoof frame."""
-    if isinstance(labels, str):
-        return bool(bonafide_mask([labels])[0])
-    return bool(bonafide_mask(labels).all())
-
-
-def utterance_eer_from_segments(score_arrays, labels) -> tuple[float, float]:
-    """Utterance EER from min-pooled segment scores; labels: strings or 10 ms label arrays."""
-    pairs = _pairs(score_arrays, labels)
-    utt = utterance_scores_from_segments([s for _, s, _ in pairs])
-    bona = np.array([_utterance_label(l) for _, _, l in pairs])
-    return compute_eer(utt[bona], utt[~bona])
-
-
-# ---- ASVspoof 5 score / key files -------------------------------------------------------
-
-_ALIASES = {"trial_anon": "filename", "cm_label": "cm-label"}
-
-
-def _read_tsv(path, column: str) -> pd.DataFrame:
-    """A headed TSV as strings, with a unique non-empty `filename` and the given column."""
-    path = Path(path)
-    if not path.is_file():
-        fail(path, "file not found")
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        fail(path, f"malformed TSV ({str(err).splitlines()[0]})")
-    df = df.rename(columns={k: v for k, v in _ALIASES.items() if v not in df.columns})
-    missing = [c for c in ("filename", column) if c not in df.columns]
-    if missing:
-        fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
-    names = df["filename"]  # matched exactly, as the official package does
-    for bad, problem in ((names == "", "empty filename"), (names.duplicated(), "duplicate filename")):
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            fail(path, f"{problem} '{names.iloc[i]}'", row=i + 1)
-    return df
-
-
-def _first_bad(path, df, bad, column: str, expected: str):
-    bad = np.asarray(bad, dtype=bool)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        fail(path, f"{df['filename'].iloc[i]}: bad {column} '{df[column].iloc[i]}' ({expected})", row=i + 1)
-
-
-def _refuse_unmatched(path, names: pd.Series, unmatched: np.ndarray, problem: str):
-    if unmatched.any():
-        fail(path, f"{int(unmatched.sum())} filename(s) {problem}, e.g. '{names[unmatched].iloc[0]}'")
-
-
-def evaluate_files(scores_tsv, keys_tsv) -> dict:
-    """eer, min_dcf, act_dcf, cllr (fractions) from ASVspoof 5 score and key TSV files.
-
-    Every malformed input raises a one-line ManifestError naming the file and row/filename,
-    because a metric quietly computed on a partial join is worse than no metric.
-    """
-    scores_df, keys_df = _read_tsv(scores_tsv, "cm-score"), _read_tsv(keys_tsv, "cm-label")
-    values = pd.to_numeric(scores_df["cm-score"], errors="coerce").to_numpy(dtype=float)
-    _first_bad(scores_tsv, scores_df, ~np.isfinite(values), "cm-score", "expected a finite number")
-    labels = keys_df["cm-label"]
-    if not labels.isin(LABELS).all():  # strip only when needed: it costs seconds on 1e6 rows
-        labels = labels.str.strip()
-    _first_bad(keys_tsv, keys_df, ~labels.isin(LABELS), "cm-label", "expected bonafide or spoof")
-    scored, keyed = scores_df["filename"], keys_df["filename"]
-    key_of_score = pd.Index(keyed).get_indexer(scored)
-    _refuse_unmatched(scores_tsv, keyed, pd.Index(scored).get_indexer(keyed) < 0,
-                      f"of {keys_tsv} have no score")
-    _refuse_unmatched(scores_tsv, scored, key_of_score < 0, f"have a score but no key in {keys_tsv}")
-    is_bona = (labels == "bonafide").to_numpy()[key_of_score]
-    if is_bona.all() or not is_bona.any():
-        fail(keys_tsv, "needs both bonafide and spoof trials")
-    bona, spoof = values[is_bona], values[~is_bona]
-    return {"eer": compute_eer(bona, spoof)[0], "min_dcf": min_dcf(bona, spoof)[0],
-            "act_dcf": act_dcf(bona, spoof)[0], "cllr": cllr(bona, spoof)}

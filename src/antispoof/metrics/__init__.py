@@ -1,0 +1,17 @@
+"""Metrics, low in the package (they need only antispoof.schema): `detection` for utterances
+(EER, minDCF, actDCF, Cllr, F1, thresholds), `segments` for localisation (segment EER,
+utterance scores from segment scores). Reading ASVspoof 5 score files is the scorer's
+(antispoof.scorer.evaluate_files). Every name is also importable from here.
+"""
+from antispoof.metrics.detection import (C_FA, C_MISS, P_SPOOF, act_dcf, bayes_threshold, best_f1_threshold,
+                                         binary_scores, bonafide_mask, cllr, compute_eer, det_curve, f1_at_threshold,
+                                         finite_scores, min_dcf, utterance_metrics)
+from antispoof.metrics.segments import (pool_segment_labels, pooled_segment_eer, rescale_segment_scores,
+                                        resolution_factor, segment_eer, segment_points,
+                                        utterance_eer_from_segments, utterance_scores_from_segments)
+
+__all__ = ["C_FA", "C_MISS", "P_SPOOF", "act_dcf", "bayes_threshold", "best_f1_threshold", "binary_scores",
+           "bonafide_mask", "cllr", "compute_eer", "det_curve", "f1_at_threshold", "finite_scores", "min_dcf",
+           "utterance_metrics", "pool_segment_labels", "pooled_segment_eer", "rescale_segment_scores",
+           "resolution_factor", "segment_eer", "segment_points", "utterance_eer_from_segments",
+           "utterance_scores_from_segments"]

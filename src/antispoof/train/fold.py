@@ -1,0 +1,155 @@
+"""The fold runner: one entry point for every detector, Lightning's Trainer does the loop.
+
+`antispoof train --model selcnn_segbw --data mini --fold 0` (or `make train FOLD=0`) writes the
+fold folder of antispoof.runs: config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/ (CSV,
+one folder per run so a resumed run keeps the earlier log), oof.parquet (the fold's validation
+part), test.parquet, metrics.json (last). A killed run resumes from last.ckpt; a finished fold
+is skipped unless forced.
+"""
+from __future__ import annotations
+
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from antispoof.config import data_dir, load_config
+from antispoof.runs import METRICS, fold_dir, is_finished, write_metrics
+from antispoof.train.data import FoldData, augment_config
+from antispoof.train.module import DetectorModule
+from antispoof.utils import write_text_atomic
+
+
+# ---- configuration -------------------------------------------------------------------------
+
+def experiment_config(model: str, data: str | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """configs/model/<model>.yaml (+ its defaults) with the data set and command-line overrides."""
+    extra = list(overrides or [])
+    if data:
+        extra.insert(0, f"data.dir={data_dir(data)}")
+    return load_config(f"model/{model}", extra)
+
+
+def _precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+class EpochClock(Callback):
+    """Wall time of every training epoch (for the results tables) and the dataset's crop epoch."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start = time.perf_counter()
+        loader = trainer.train_dataloader
+        if loader is not None and hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer, module):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock) -> L.Trainer:
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_eer", mode="min",
+                                 save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [checkpoint, EarlyStopping(monitor="val_loss", patience=t.patience, mode="min"),
+                 TQDMProgressBar(refresh_rate=t.progress_every), clock]
+    return L.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, precision=_precision(t.precision),
+        strategy=t.strategy, deterministic=t.deterministic, callbacks=callbacks,
+        logger=CSVLogger(out, name="logs", version=f"run{len(list((out / 'logs').glob('run*')))}"),
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, gradient_clip_val=t.gradient_clip_val,
+        use_distributed_sampler=False,  # LengthGroupedBatchSampler shards batches across ranks itself
+        log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0, enable_model_summary=False)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch, or on the CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+# ---- folds ----------------------------------------------------------------------------------
+
+def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """Model weights from a Lightning checkpoint (tensors only, so weights_only loading is safe)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
+def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
+    """Warm-up variants start from the same fold's single-level model, training it first if needed."""
+    warm = cfg.get("warmup")
+    if not warm or not warm.get("experiment"):
+        return
+    base = OmegaConf.merge(load_config(f"model/{warm.experiment}"),
+                           {"data": cfg.data, "trainer": cfg.trainer, "seed": cfg.seed, "output_root": cfg.output_root})
+    base_dir = fold_dir(base, fold)
+    if not is_finished(base_dir):
+        print(f"warm-up model {warm.experiment} fold {fold} missing: training it first")
+        train_fold(base, fold)
+    loaded, fresh = module.model.load_warmup(load_checkpoint_state(base_dir / "checkpoints" / "best.ckpt"))
+    print(f"warm start from {base_dir}: {len(loaded)} tensors loaded, {len(fresh)} new")
+
+
+def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
+    """Train (or resume) one fold, then write its OOF/test predictions and metrics."""
+    from antispoof.predict import predict_table, write_predictions
+
+    out = fold_dir(cfg, fold)
+    if is_finished(out) and not force:
+        print(f"{out} is complete ({METRICS} exists); --force retrains it")
+        return out
+    if force:  # a forced run starts from scratch: earlier checkpoints must not be resumed
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        (out / METRICS).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = FoldData(cfg, fold)
+    module = DetectorModule(cfg)
+    print(f"augment {augment_config(cfg).get('name', 'custom')}: wave [{', '.join(data.wave_augment.names)}], "
+          f"batch [{', '.join(module.batch_augment.names)}]")
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        _warm_start(module, cfg, fold)
+    clock = EpochClock()
+    trainer = make_trainer(cfg, out, clock)
+    trainer.fit(module, data.loader("train", train=True), data.loader("valid"),
+                ckpt_path=last if last.exists() else None)
+    if trainer.interrupted:  # Ctrl-C: Lightning stops cleanly; last.ckpt is there to resume from
+        print(f"interrupted: `antispoof train` again resumes from {last}")
+        return out
+    if not trainer.is_global_zero:
+        return out
+    best = out / "checkpoints" / "best.ckpt"
+    module.model.load_state_dict(load_checkpoint_state(best if best.exists() else last))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tables = {part: predict_table(module.model, data.loader(part), device, _precision(cfg.trainer.precision))
+              for part in ("valid", "test")}
+    metrics = write_predictions(tables, out, data)
+    metrics.update({"fold": fold, "experiment": cfg.experiment, "epochs": trainer.current_epoch,
+                    "seconds_per_epoch": float(np.mean(clock.seconds)) if clock.seconds else None,
+                    "n_parameters": int(sum(p.numel() for p in module.model.parameters())),
+                    "peak_memory_gb": peak_memory_gb(device), "device": device.type,
+                    "best_checkpoint": str(best)})
+    write_metrics(out, metrics)
+    return out
