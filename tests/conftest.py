@@ -7,7 +7,9 @@ from antispoof.config import load_config
 from antispoof.data.benchmark import build_benchmark
 
 TINY = ["max_utterances=20", "max_test_utterances=12", "probe.folds=3", "name=spoofbench-tiny",
-        "per_source.tts=1.0", "per_source.vocoder=0.5", "per_source.partial=0.6", "concat.share=0.5"]
+        "per_source.tts=1.0", "per_source.vocoder=0.5", "per_source.partial=0.6", "concat.share=0.5",
+        # shorter utterances than mini's keep the training tests fast
+        "utterance.target_s=[2.0,4.0]", "utterance.max_s=5.0", "max_duration_s=6.0", "concat.max_total_s=8.0"]
 
 
 @pytest.fixture(scope="session")

@@ -46,13 +46,37 @@ def test_noise_is_mixed_at_the_asked_snr(speech, snr, kind):
 
 def test_narrowband_channel_removes_energy_above_4khz(speech):
     cfg = load_config("configs/data/spoofbench_full.yaml").channel
-    spec = draw_channel(np.random.default_rng(0), True, cfg)
+    spec = draw_channel(np.random.default_rng(0), "telephone", cfg)
     out = apply_channel(speech, ChannelSpec(**{**spec.to_dict(), "codec": "none"}), [])
     spectrum = np.abs(np.fft.rfft(out)) ** 2
     freqs = np.fft.rfftfreq(len(out), 1 / SR)
     assert spectrum[freqs > 4200].sum() < 1e-3 * spectrum.sum()
     assert len(out) == len(speech)
     assert abs(rms_db(out) - spec.level_db) < 0.5 or np.abs(out).max() > 0.98
+
+
+def _share_above(wave: np.ndarray, hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(wave)) ** 2
+    return float(spectrum[np.fft.rfftfreq(len(wave), 1 / SR) > hz].sum() / spectrum.sum())
+
+
+def test_full_band_profiles_reach_8khz_and_band_limited_ones_do_not():
+    """Above 7.2 kHz: the full-band channels keep a white input's energy there; the band-limited
+    ones cut it (their low-pass is at 7 kHz or below)."""
+    cfg = load_config("configs/data/spoofbench_full.yaml").channel
+    speech = 0.05 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32)
+    own = _share_above(speech, 7200)
+    for seed in range(3):
+        for profile in ("full_band", "noisy_full_band", "band_limited"):
+            spec = draw_channel(np.random.default_rng(seed), profile, cfg).to_dict()
+            out = apply_channel(speech, ChannelSpec(**{**spec, "codec": "none", "noise": "white", "snr_db": 60.0}), [])
+            assert spec["profile"] == profile and not spec["narrowband"]
+            if profile == "band_limited":
+                assert _share_above(out, 7200) < 0.05 * own
+            else:
+                assert _share_above(out, 7200) > 0.3 * own
+    with pytest.raises(ValueError, match="unknown channel profile"):
+        draw_channel(np.random.default_rng(0), "studio", cfg)
 
 
 @pytest.mark.parametrize("name", sorted(VOCODERS))

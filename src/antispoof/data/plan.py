@@ -150,9 +150,9 @@ def assign_channels(plans: list[ClipPlan], cfg: DictConfig) -> None:
     """Give each class of each split the same share of every channel profile.
 
     Codec2 output is narrowband by nature, so those clips always get the telephone profile and
-    others of their class get it less often. Recordings that reached us through a band-limited
-    channel (the G.722 Asterisk prompts end at 7 kHz) are kept out of the full-band profiles,
-    together with every spoof made from them, or bandwidth would tell the classes apart there.
+    others of their class get it less often. Recordings that are band-limited already (the G.722
+    Asterisk prompts; festvox-ru, with nothing above 7 kHz) are kept out of the full-band
+    profiles, together with every spoof made from them, or bandwidth would tell the classes apart there.
     """
     shares = cfg.channel.profiles
     for split, label in [(s, lab) for s in ("train", "test") for lab in ("bonafide", "spoof")]:
