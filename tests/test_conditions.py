@@ -55,3 +55,26 @@ def test_half_widths_shrink_with_more_clips_and_agree_with_the_bootstrap():
     assert expected_half_width(n, n) == pytest.approx(boot, rel=0.35)
     assert expected_half_width(4 * n, 4 * n) == pytest.approx(expected_half_width(n, n) / 2)
     assert np.isnan(expected_half_width(0, 10)) and np.isnan(bootstrap_half_width([0.1], ["spoof"]))
+
+
+def test_the_scorer_reports_every_condition_of_the_solution(tiny, tmp_path):
+    import pandas as pd
+
+    from antispoof.scorer import score_submission
+
+    solution = pd.read_csv(tiny / "solution.csv")
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=len(solution)) + (solution.label == "bonafide") * 1.0
+    pd.DataFrame({"utt_id": solution.utt_id, "score": scores}).to_csv(tmp_path / "s.csv", index=False)
+    got = score_submission(tmp_path / "s.csv", tiny)["eer_by_condition"]
+    want = eer_by_condition(scores, solution.label, solution.condition)
+    assert got.keys() == want.keys() and {"pooled", "seen_attack", "partial"} <= set(got)
+    assert all(got[k] == pytest.approx(want[k]) for k in got)
+    labels = (scores < 0.5).astype(int)  # 1 = spoof
+    pd.DataFrame({"utt_id": solution.utt_id, "label": labels}).to_csv(tmp_path / "l.csv", index=False)
+    f1 = score_submission(tmp_path / "l.csv", tiny)["f1_by_condition"]
+    spoof = (solution.label == "spoof").to_numpy()
+    seen = condition_masks(solution.condition)["seen_attack"]
+    tp = (labels[seen] & spoof[seen]).sum()
+    precision, recall = tp / labels[seen].sum(), tp / spoof[seen].sum()
+    assert f1["seen_attack"] == pytest.approx(2 * precision * recall / (precision + recall))

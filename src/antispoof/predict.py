@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from antispoof.metrics.conditions import eer_by_condition
 from antispoof.metrics.detection import f1_at_threshold, utterance_metrics
 from antispoof.metrics.segments import segment_eer
 from antispoof.runs import PREDICTIONS, write_table
@@ -68,6 +69,8 @@ def table_metrics(table: pd.DataFrame, segments: dict[str, np.ndarray]) -> dict:
     seg_labels = {u: segments[u] for u in known["utt_id"]}
     result["segment_eer"] = segment_eer(seg_scores, seg_labels, hop)[0]
     result["segment_resolution_s"] = hop
+    if "condition" in known and known["condition"].notna().all():
+        result["eer_by_condition"] = eer_by_condition(known["score"].to_numpy(), known["label"], known["condition"])
     return result
 
 
@@ -78,7 +81,10 @@ def write_predictions(tables: dict[str, pd.DataFrame], out_dir: Path, data) -> d
     """
     write_table(tables["valid"], Path(out_dir) / PREDICTIONS["oof"])
     write_table(tables["test"].drop(columns="label"), Path(out_dir) / PREDICTIONS["test"])
-    metrics = {"oof": table_metrics(tables["valid"], data.segments), "test": {}}
+    valid = tables["valid"]
+    if "condition" in data.valid:  # the OOF figures per condition too (train.csv has them)
+        valid = valid.merge(data.valid[["utt_id", "condition"]], on="utt_id", how="left")
+    metrics = {"oof": table_metrics(valid, data.segments), "test": {}}
     if data.solution is not None:
         scored = tables["test"].drop(columns="label").merge(data.solution, on="utt_id", how="left")
         metrics["test"] = table_metrics(scored, data.solution_segments)

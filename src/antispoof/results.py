@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from antispoof.metrics.conditions import CONDITIONS
 from antispoof.runs import experiments as experiment_dirs
 from antispoof.runs import dataset_dir, finished_folds, read_metrics
 
@@ -21,6 +22,8 @@ COLUMNS = {  # column title -> (part, metric)
     "test F1 @EER": ("test", "f1_at_eer"),
     "test best F1": ("test", "best_f1"),
 }
+# test EER per condition (metrics.json test.eer_by_condition), shown where a data set has conditions
+CONDITION_COLUMNS = {f"test {name} %": name for name in CONDITIONS}
 
 
 def collect(output_root: str | Path, dataset: str, experiments: str = "*") -> pd.DataFrame:
@@ -36,8 +39,13 @@ def collect(output_root: str | Path, dataset: str, experiments: str = "*") -> pd
         for title, (part, key) in COLUMNS.items():
             value = m.get(part, {}).get(key)
             row[title] = None if value is None else (100 * value if "%" in title else value)
+        by_condition = m.get("test", {}).get("eer_by_condition", {})
+        for title, name in CONDITION_COLUMNS.items():
+            row[title] = 100 * by_condition[name] if name in by_condition else None
         rows.append(row)
-    return pd.DataFrame(rows)
+    folds = pd.DataFrame(rows)
+    absent = [t for t in CONDITION_COLUMNS if t in folds and folds[t].isna().all()]
+    return folds.drop(columns=absent)
 
 
 def summarise(folds: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +56,7 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
                "epochs": f"{group['epochs'].mean():.0f}", "s/epoch": f"{group['s/epoch'].mean():.0f}",
                "peak GB": f"{group['peak GB'].max():.1f}" if group["peak GB"].notna().any() else "-",
                "device": "/".join(sorted(set(group["device"])))}
-        for title in COLUMNS:
+        for title in [*COLUMNS, *(t for t in CONDITION_COLUMNS if t in folds)]:
             values = group[title].dropna().astype(float)
             scale = "{:.3f}" if "F1" in title else "{:.2f}"
             mean = scale.format(values.mean()) if len(values) else "-"

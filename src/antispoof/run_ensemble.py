@@ -124,12 +124,13 @@ def results_table(ens: Ensemble, outcomes: dict[str, Outcome], scored: dict[str,
     rows = []
     for name, o in outcomes.items():
         oof, test = oof_metrics(ens, o), scored.get(name, {})
+        by_condition = {f"test {c} %": _pct(v) for c, v in test.get("eer_by_condition", {}).items() if c != "pooled"}
         rows.append({"system": f"{name} *" if name == chosen else name,
                      "OOF EER %": _pct(oof["eer"]), "OOF F1": _f1(oof["f1"]),
-                     "test EER %": _pct(test.get("eer")), "test F1": _f1(test.get("f1")),
+                     "test EER %": _pct(test.get("eer")), **by_condition, "test F1": _f1(test.get("f1")),
                      "test best F1": _f1(test.get("best_f1")), "test minDCF": _f1(test.get("min_dcf")),
                      "threshold": f"{o.threshold:.4g}"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("-")
 
 
 def fitted_summary(o: Outcome, ens: Ensemble) -> dict:
@@ -196,7 +197,10 @@ def _sections(cfg, ens, table, scored, files, seg_scores, chosen, warnings_seen)
         files_md += ("\n\nSegments file: frame F1 {segment_f1:.3f} (precision {segment_precision:.3f}, recall "
                      "{segment_recall:.3f}); utterance F1 from regions {utterance_f1:.3f}.").format(**seg_scores)
     sections.append(("Submission files", files_md))
-    for key, heading in (("eer_by_attack", "EER % per attack (hidden test)"),
+    for key, heading in (("eer_by_condition", "EER % per condition (hidden test; spoof conditions against the "
+                                               "bona fide clips of seen languages)"),
+                         ("f1_by_condition", "F1 x 100 per condition (hidden test, hard labels)"),
+                         ("eer_by_attack", "EER % per attack (hidden test)"),
                          ("eer_by_language", "EER % per language (hidden test)")):
         groups = R.group_table(scored, key)
         if not groups.empty:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from antispoof.data.layout import ASVSPOOF5_COLUMNS, SEGMENT_COLUMNS, encode_labels, load_competition
 from antispoof.data.manifest import load_solution, read_manifest
+from antispoof.metrics.conditions import eer_by_condition, f1_by_condition
 from antispoof.metrics.detection import (act_dcf, binary_scores, bonafide_mask, cllr, compute_eer, min_dcf,
                                          utterance_metrics)
 from antispoof.schema import LABELS, SEGMENT_HOP_S, fail, first_row, read_text_table, require_columns
@@ -163,6 +164,8 @@ def _score_metrics(scores: np.ndarray, solution: pd.DataFrame, positive: str) ->
     for column in GROUP_COLUMNS:
         if column in solution.columns:
             out[f"eer_by_{column}"] = _group_eers(scores, solution, column)
+    if "condition" in solution.columns:
+        out["eer_by_condition"] = eer_by_condition(scores, solution["label"], solution["condition"])
     return out
 
 
@@ -175,7 +178,10 @@ def _score_utterances(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -
               "n_spoof": int((~truth_bona).sum())}
     if cfg["label_column"] in df.columns:
         truth = truth_bona if cfg["positive"] == "bonafide" else ~truth_bona
-        result.update(binary_scores(truth, _predicted_positive(path, df, cfg)))
+        predicted = _predicted_positive(path, df, cfg)
+        result.update(binary_scores(truth, predicted))
+        if "condition" in solution.columns:
+            result["f1_by_condition"] = f1_by_condition(truth, predicted, solution["condition"])
     if cfg["score_column"] in df.columns:
         if truth_bona.all() or not truth_bona.any():
             fail(data_dir / "solution.csv", "needs both bonafide and spoof rows to score a 'score' column")
@@ -232,7 +238,7 @@ def score_submission(submission_csv, data_dir) -> dict:
     Hard labels give f1 / precision / recall / accuracy (positive class from
     competition.json, spoof by default); scores (a CSV score column or an ASVspoof 5 TSV)
     give EER, minDCF, actDCF, Cllr, best F1 and F1 at the EER threshold, plus EER per
-    attack / language where solution.csv has them; a regions file (start, end columns) gives
+    attack / language / condition where solution.csv has them (F1 per condition for hard labels); a regions file (start, end columns) gives
     segment_* (10 ms frames, pooled) and utterance_* (a clip with a region is spoof) scores.
     """
     path, data_dir = Path(submission_csv), Path(data_dir)

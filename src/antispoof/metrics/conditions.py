@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from antispoof.metrics.detection import bonafide_mask, compute_eer
+from antispoof.metrics.detection import binary_scores, bonafide_mask, compute_eer
 
 CONDITIONS = ("seen_attack", "unseen_attack", "partial", "concatenation", "unseen_language")
 BONAFIDE = "bonafide"
@@ -37,6 +37,15 @@ def eer_by_condition(scores, labels, conditions) -> dict[str, float]:
     out = {"pooled": _eer(scores, bona)}
     for name, mask in condition_masks(conditions).items():
         out[name] = _eer(scores[mask], bona[mask])
+    return out
+
+
+def f1_by_condition(truth, predicted, conditions) -> dict[str, float]:
+    """`pooled` and one F1 per condition of hard decisions (booleans: the positive class)."""
+    truth, predicted = np.asarray(truth, dtype=bool), np.asarray(predicted, dtype=bool)
+    out = {"pooled": binary_scores(truth, predicted)["f1"]}
+    for name, mask in condition_masks(conditions).items():
+        out[name] = binary_scores(truth[mask], predicted[mask])["f1"]
     return out
 
 

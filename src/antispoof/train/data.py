@@ -52,7 +52,7 @@ class FoldData:
         test = load_split(data_dir, "test")
         # The model and test.parquet never see hidden labels; they are joined only to score.
         self.test = test[[c for c in test.columns if c != "label"]]
-        self.solution = test[["utt_id", "label"]] if "label" in test else None
+        self.solution = test[[c for c in ("utt_id", "label", "condition") if c in test]] if "label" in test else None
         self.solution_segments = (load_segments(data_dir / "solution_segments.npz", test)
                                   if self.solution is not None else {})
         self.cfg = cfg
