@@ -145,12 +145,13 @@ class Renderer:
         waves, masks, total = [], [], 0
         for i, piece in enumerate(plan.pieces):
             wave = self.piece(piece, f"{plan.utt_id}/{i}")
-            if i and total + len(wave) > self.cfg.concat.max_total_s * SR:
-                break
+            gap = np.zeros(int(rng.uniform(*self.cfg.concat.gap_ms) * SR / 1000) if i else 0, np.float32)
+            if i and total + len(gap) + len(wave) > self.cfg.concat.max_total_s * SR:
+                break  # the clip's length limit counts the gaps too
             if i:
-                gap = np.zeros(int(rng.uniform(*self.cfg.concat.gap_ms) * SR / 1000), np.float32)
                 waves.append(gap)
                 masks.append(np.zeros(len(gap), bool))
+                total += len(gap)
             waves.append(wave)
             masks.append(np.full(len(wave), piece.attack != "bonafide"))
             total += len(wave)
