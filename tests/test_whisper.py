@@ -184,6 +184,24 @@ def test_variable_lengths_chunks_and_padding(pad_to, tiny):
         torch.testing.assert_close(out["utt_score"][i], single["utt_score"][0], atol=1e-4, rtol=0)
 
 
+def test_all_hidden_states_match_transformers_and_end_in_the_encoder_output(detector, tiny):
+    """encode(all_layers=True): transformers' hidden_states (input of layer 1, then each layer, the
+    last after the final LayerNorm) on one full 15 s chunk of real speech; the last is encode()'s."""
+    wave = torch.cat(_waves(tiny, 40))[None, : 16000 * 15]
+    assert wave.shape[1] == 240000
+    with torch.no_grad():
+        chunks, chunk_lengths, _ = detector._chunks(wave, torch.tensor([wave.shape[1]]))
+        mel, mel_frames = detector.logmel(chunks, chunk_lengths)
+        states, frames = detector.encode(mel, mel_frames, all_layers=True)
+        last, same_frames = detector.encode(mel, mel_frames)
+        reference = detector.encoder(mel, output_hidden_states=True).hidden_states
+    assert states.shape[:3] == (len(detector.encoder.layers) + 1, 1, 750) and torch.equal(frames, same_frames)
+    torch.testing.assert_close(states[-1], last)
+    assert len(reference) == len(states)
+    for mine, theirs in zip(states, reference):
+        torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=0)
+
+
 def test_segment_targets_follow_the_20ms_frames():
     model = WhisperDetector.__new__(WhisperDetector)
     labels = torch.tensor([[1, 1, 1, 0, 0, 0, 1, -1], [0, 1, 1, 1, -1, -1, -1, -1]])
