@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -167,13 +166,3 @@ def _cut_at_minima(energy: np.ndarray, every_s: float) -> list[tuple[int, int]]:
     cuts = [lo + int(np.argmin(energy[lo: lo + step // 2])) for lo in range(step - step // 4, n - step // 2, step)]
     bounds = [0, *cuts, n]
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def describe(utterance: Utterance) -> str:
-    """One line for logs and errors: which recordings an utterance joins."""
-    names = ", ".join(c.clip_id for c in utterance.clips[:3])
-    more = f" and {len(utterance.clips) - 3} more" if len(utterance.clips) > 3 else ""
-    return _SPACE.sub(" ", f"{utterance.speaker}: {names}{more}")
