@@ -18,6 +18,7 @@ from antispoof.data.channel import ChannelSpec, apply_channel
 from antispoof.data.plan import ClipPlan, Piece
 from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS
 from antispoof.data.utterances import Utterance, speech_units
+from antispoof.schema import pool_labels
 from antispoof.utils import rng_for
 
 LEVEL_DB = -26.0
@@ -174,8 +175,6 @@ class Renderer:
 
 
 def segment_labels(spoof_mask: np.ndarray, frame: int = SR // 100) -> np.ndarray:
-    """10 ms labels, 1 = bona fide: a frame is spoof if any of its samples is (min-pooling)."""
-    n = int(np.ceil(len(spoof_mask) / frame))
-    padded = np.zeros(n * frame, dtype=bool)
-    padded[: len(spoof_mask)] = spoof_mask
-    return (~padded.reshape(n, frame).any(axis=1)).astype(np.int8)
+    """10 ms labels, 1 = bona fide, from a per-sample spoof mask: the project's one label pooling
+    (a frame is spoof if any of its samples is), with samples as the finest grid."""
+    return pool_labels((~np.asarray(spoof_mask, dtype=bool)).astype(np.int8), frame).astype(np.int8)
