@@ -98,6 +98,15 @@ def test_short_fit_lowers_the_loss_and_writes_fold_outputs(tiny, tmp_path):
         assert (part == "oof") == ("label" in table), "hidden test labels never reach test.parquet"
         np.testing.assert_allclose(table.score_seg_min, [s.min() for s in table.seg_scores], rtol=1e-6)
         assert table.score_utt.notna().all()
+    # EER per condition, from the tables and the data set's conditions (test: the hidden solution)
+    from antispoof.metrics.conditions import eer_by_condition
+
+    for part, table_csv in (("oof", "train.csv"), ("test", "solution.csv")):
+        known = read_table(out / f"{part}.parquet").drop(columns="label", errors="ignore").merge(
+            pd.read_csv(tiny / table_csv)[["utt_id", "label", "condition"]], on="utt_id")
+        want = eer_by_condition(known.score, known.label, known.condition)
+        assert metrics[part]["eer_by_condition"] == pytest.approx(want, nan_ok=True)
+        assert metrics[part]["eer_by_condition"]["pooled"] == pytest.approx(metrics[part]["eer"])
     assert (out / "config.yaml").exists() and (out / "checkpoints" / "best.ckpt").exists()
     folds = pd.read_csv(tmp_path / tiny.name / "folds.csv")
     oof = read_table(out / "oof.parquet")
