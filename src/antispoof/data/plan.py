@@ -160,9 +160,10 @@ def assign_channels(plans: list[ClipPlan], cfg: DictConfig) -> None:
         order = rng_for(cfg.seed, "profiles", split, label).permutation(len(members))
         members = [members[i] for i in order]
         forced = [p for p in members if p.kind == "vocoder" and p.attacks == ["voc_codec2"]]
+        free = [p for p in members if not (p.kind == "vocoder" and p.attacks == ["voc_codec2"])]
         excluded = set(cfg.channel.band_limited_corpora)
-        full_ok = [p for p in members if p not in forced and p.corpus not in excluded]
-        rest = [p for p in members if p not in forced and p.corpus in excluded]
+        full_ok = [p for p in free if p.corpus not in excluded]
+        rest = [p for p in free if p.corpus in excluded]
         quotas = _profile_quotas(len(members), len(forced), len(full_ok), shares)
         profile_of = {id(p): "telephone" for p in forced}
         n_full = quotas["full_band"] + quotas["noisy_full_band"]
