@@ -81,7 +81,6 @@ def features(data: Path, model_name: str, batch_seconds: float, cache_dir: Path)
         if list(saved["train_ids"]) == list(train.utt_id) and list(saved["test_ids"]) == list(test.utt_id):
             return train, test, saved["train"], saved["test"], 0.0
     started = time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model = WhisperDetector(WhisperDetectorConfig(pretrained=model_name, pad_to="batch", apply_spec_augment=False)).eval()
     x_train = pooled_states(model, list(train.audio), train.duration.to_numpy(), batch_seconds)
     x_test = pooled_states(model, list(test.audio), test.duration.to_numpy(), batch_seconds)
