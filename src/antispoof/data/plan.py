@@ -159,8 +159,9 @@ def assign_channels(plans: list[ClipPlan], cfg: DictConfig) -> None:
         members = [p for p in plans if p.label == label and p.split == split]
         order = rng_for(cfg.seed, "profiles", split, label).permutation(len(members))
         members = [members[i] for i in order]
-        forced = [p for p in members if p.kind == "vocoder" and p.attacks == ["voc_codec2"]]
-        free = [p for p in members if not (p.kind == "vocoder" and p.attacks == ["voc_codec2"])]
+        narrow_only = [p.kind == "vocoder" and p.attacks == ["voc_codec2"] for p in members]
+        forced = [p for p, f in zip(members, narrow_only) if f]
+        free = [p for p, f in zip(members, narrow_only) if not f]
         excluded = set(cfg.channel.band_limited_corpora)
         full_ok = [p for p in free if p.corpus not in excluded]
         rest = [p for p in free if p.corpus in excluded]

@@ -58,8 +58,7 @@ class Renderer:
         those units are its recordings (True) or pause-separated stretches of one (False).
 
         Recordings are trimmed, levelled and joined with the planned pauses (digital silence;
-        the channel later lays one noise floor over the whole clip). A joined utterance's units
-        are its recordings; a single recording's units are its pause-separated stretches.
+        the channel later lays one noise floor over the whole clip).
         """
         if utt.key not in self._cache:
             limit = int(self.cfg.max_duration_s * SR)
