@@ -16,7 +16,7 @@ LAYERS = [  # lowest first; a module may import from its own layer and the ones 
     ("antispoof.data", "antispoof.runs"),
     ("antispoof.features", "antispoof.augment", "antispoof.losses"),
     ("antispoof.models",),
-    ("antispoof.predict", "antispoof.train"),
+    ("antispoof.predict", "antispoof.train", "antispoof.embed"),
     ("antispoof.results", "antispoof.compare"),
     ("antispoof.ensemble",),
     ("antispoof.submission", "antispoof.scorer"),

@@ -59,6 +59,25 @@ def _cmd_train(args):
         print(f"{cfg.experiment}: fold {fold} -> {train_fold(cfg, fold, force=args.force)}")
 
 
+def _cmd_embed(args):
+    from omegaconf import OmegaConf
+
+    from antispoof.config import CONFIG_ROOT, data_dir, load_config
+    from antispoof.embed import embed_dataset
+
+    settings = {"encoder": args.model, "layers": "all", "max_seconds": 15.0}
+    if (CONFIG_ROOT / "model" / f"{args.model}.yaml").is_file():  # an experiment: its cache, as training makes it
+        experiment = load_config(f"model/{args.model}").get("embed")
+        if experiment is None:
+            raise ValueError(f"configs/model/{args.model}.yaml has no `embed` section (not a frozen-encoder head)")
+        settings.update({k: v for k, v in OmegaConf.to_container(experiment).items() if v is not None})
+    layers = args.layers or settings["layers"]
+    root, _ = embed_dataset(data_dir(args.data), settings["encoder"], layers, args.out or settings.get("root"),
+                            args.output_root, args.batch_seconds, float(settings["max_seconds"]),
+                            device=args.device, force=args.force)
+    print(root)
+
+
 def _cmd_report(args):
     from antispoof.config import data_dir
     from antispoof.results import report
@@ -150,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain a fold that is already complete")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=5 model.reduction=4")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("embed", help="cache a frozen Whisper encoder's hidden states for a data set (resumable)")
+    p.add_argument("--data", required=True, help="mini, full or a data set folder")
+    p.add_argument("--model", default="whisper-base",
+                   help="an encoder (whisper-base, whisper-tiny.en, a local Whisper folder) or an experiment "
+                        "with an `embed` section (whisper_base_mhfa: its encoder and layers)")
+    p.add_argument("--layers", help="hidden states to keep: all, 0-5 or 0,2,4 (0 = the first layer's input)")
+    p.add_argument("--out", help="cache folder (default folds/<dataset>/_embeddings/<encoder>)")
+    p.add_argument("--output-root", default="folds")
+    p.add_argument("--batch-seconds", type=float, default=120.0, help="audio per encoder batch")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    p.add_argument("--force", action="store_true", help="rebuild a cache made by other weights or data")
+    p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("report", help="results table: every experiment's fold metrics, mean ± std")
     p.add_argument("--data", default="mini", help="mini, full or a data set folder")

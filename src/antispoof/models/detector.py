@@ -24,8 +24,12 @@ class Detector(Protocol):
     """
 
     segment_hop_s: float  # the resolution of seg_scores, in seconds
+    input_key: str        # the batch entry forward reads: "wave" (audio) or "states" (cached)
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> dict: ...
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
+        """`wave` is batch[input_key]: audio [B, S] with samples per clip, or states [B, T, L, D]
+        with frames per clip."""
+        ...
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
         """dict(utt, seg, total): targets are spoof probabilities (class indices 0 bona fide, 1 spoof,

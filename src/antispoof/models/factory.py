@@ -7,12 +7,15 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from antispoof.models.detector import Detector
+from antispoof.models.frozen_heads import FrozenHeadConfig, FrozenPooledHead, MHFAHead
 from antispoof.models.selcnn_mtl import SELCNNMTL, SELCNNMTLConfig
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
 
 FAMILIES = {  # family -> (detector class, its config dataclass)
     "selcnn_mtl": (SELCNNMTL, SELCNNMTLConfig),
     "whisper": (WhisperDetector, WhisperDetectorConfig),
+    "frozen_pooled": (FrozenPooledHead, FrozenHeadConfig),   # heads on cached frozen-encoder states
+    "frozen_mhfa": (MHFAHead, FrozenHeadConfig),
 }
 
 

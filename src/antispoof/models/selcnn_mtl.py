@@ -133,6 +133,7 @@ class SELCNNMTL(nn.Module):
 
     segment_targets = staticmethod(segment_targets)
     segment_hop_s = SEGMENT_FRAMES * 0.01  # one segment score per 160 ms (time shrinks by 16)
+    input_key = "wave"
 
     def set_spec_augment(self, module: nn.Module | None) -> None:
         """SpecAugment on the LFCC frames (augment.SpecAugment; it acts only in training mode)."""

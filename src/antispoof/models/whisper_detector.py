@@ -29,8 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from antispoof.features import WhisperLogMel
-from antispoof.losses import soft_cross_entropy
-from antispoof.models.common import fit_segment_targets, masked_mean, masked_min, segment_targets, valid_mask
+from antispoof.models.common import (masked_mean, masked_min, segment_targets, two_level_cross_entropy,
+                                     valid_mask)
 from antispoof.models.whisper_weights import MODELS_DIR, WeightsError, resolve_weights
 from antispoof.utils import seeded_global_rngs
 
@@ -142,6 +142,7 @@ class WhisperDetector(nn.Module):
     """wave [B, S] + lengths [B] -> logits and scores at both levels (see `forward`)."""
 
     segment_hop_s = FRAME_LABELS * MEL_HOP / SAMPLE_RATE  # one frame score per 20 ms
+    input_key = "wave"
 
     def __init__(self, config: WhisperDetectorConfig | None = None):
         super().__init__()
@@ -250,7 +251,8 @@ class WhisperDetector(nn.Module):
                                                  min_masks=cfg.mask_feature_min_masks)
         return time_mask, feature_mask
 
-    def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor, all_layers: bool = False):
+    def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor, all_layers: bool = False,
+               n_layers: int | None = None):
         """The Whisper encoder over [N, n_mels, T] log-mel with the first T / 2 positions.
 
         transformers' WhisperEncoder.forward insists on its full input length and cannot mask
@@ -258,6 +260,8 @@ class WhisperDetector(nn.Module):
         the layers (with a key padding mask under pad_to=batch), the final LayerNorm.
         `all_layers` returns every hidden state instead, [L + 1, N, T, D]: the input of the first
         layer, then each layer's output, the last one after the final LayerNorm (transformers' order).
+        `n_layers` < L stops after that many layers (with all_layers: [n_layers + 1, N, T, D], no
+        final LayerNorm), which is all a frozen head reading early layers needs.
         """
         enc = self.encoder
         x = F.gelu(enc.conv1(mel))
@@ -269,9 +273,12 @@ class WhisperDetector(nn.Module):
         if self.config.pad_to == "batch":
             mask = valid_mask(frames, x.shape[1])[:, None, None, :]  # [N, 1, 1, T]: True = attend
         states = [x]
-        for layer in enc.layers:
+        stop = len(enc.layers) if n_layers is None else n_layers
+        for layer in enc.layers[:stop]:
             x = layer(x, mask)
             states.append(x)
+        if stop < len(enc.layers):
+            return (torch.stack(states) if all_layers else x), frames
         if all_layers:
             return torch.stack(states[:-1] + [enc.layer_norm(x)]), frames
         return enc.layer_norm(x), frames
@@ -287,6 +294,17 @@ class WhisperDetector(nn.Module):
         joined = hidden.new_zeros(n_clips, int(seg_lengths.max()), hidden.shape[-1])
         joined[rows, cols] = hidden[valid]
         return joined, seg_lengths
+
+    def hidden_states(self, wave: torch.Tensor, lengths: torch.Tensor, layers: list[int]):
+        """The chosen hidden states (indices as in `encode(all_layers=True)`) of whole clips, chunks
+        joined: -> [B, M, len(layers), D] on the 20 ms grid and frames per clip [B]. Runs only
+        the layers it needs; no SpecAugment (what a frozen-encoder cache stores)."""
+        chunks, chunk_lengths, owner = self._chunks(wave, lengths.to(wave.device))
+        mel, mel_frames = self.logmel(chunks, chunk_lengths)
+        states, frames = self.encode(mel, mel_frames, all_layers=True, n_layers=max(layers))
+        chosen = states[list(layers)].permute(1, 2, 0, 3)  # [N, T, layers, D]
+        joined, seg_lengths = self._join(chosen.flatten(2), frames, owner, len(lengths))
+        return joined.unflatten(2, chosen.shape[2:]), seg_lengths
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
         """-> dict(utt_logits [B, 2], seg_logits [B, M, 2], seg_lengths [B], utt_score [B],
@@ -317,14 +335,4 @@ class WhisperDetector(nn.Module):
 
         A level whose targets are all ignored contributes no loss (None), not a NaN.
         """
-        weights = self.config.loss_weights
-        utt = soft_cross_entropy(outputs["utt_logits"], utt_targets.to(outputs["utt_logits"].device))
-        seg_logits = outputs["seg_logits"]
-        targets = fit_segment_targets(seg_targets, outputs["seg_lengths"].to(seg_logits.device), seg_logits.shape[1])
-        seg = soft_cross_entropy(seg_logits, targets)
-        parts = [weights.get("utt", 1.0) * utt if utt is not None else None,
-                 weights.get("seg", 1.0) * seg if seg is not None else None]
-        total = sum(p for p in parts if p is not None)
-        if not torch.is_tensor(total):
-            total = seg_logits.sum() * 0.0  # nothing labelled: a zero that still has a graph
-        return {"utt": utt, "seg": seg, "total": total}
+        return two_level_cross_entropy(outputs, utt_targets, seg_targets, self.config.loss_weights)

@@ -19,6 +19,8 @@ from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, colla
 from antispoof.data.folds import make_folds
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.data.sources import effect_sounds, noise_beds
+from antispoof.features.state_cache import StateCache
+from antispoof.features.state_dataset import StateDataset, collate_states
 from antispoof.runs import folds_csv
 from antispoof.schema import ManifestError
 
@@ -57,16 +59,40 @@ class FoldData:
                                   if self.solution is not None else {})
         self.cfg = cfg
         self.wave_augment = wave_augmenter(augment_config(cfg).wave, self.train)
+        self.cache = state_cache(cfg) if cfg.get("embed") else None
 
     def loader(self, part: str, train: bool = False) -> DataLoader:
         table = {"train": self.train, "valid": self.valid, "test": self.test}[part]
         d = self.cfg.data
+        if self.cache is not None:
+            return self._state_loader(table, train)
         dataset = ClipDataset(table, self.segments, crop_s=d.crop_s if train else None, seed=self.cfg.seed,
                               augment=self.wave_augment if train else None)
         sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
                                             seed=self.cfg.seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=_workers(d.num_workers),
                           persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+    def _state_loader(self, table: pd.DataFrame, train: bool) -> DataLoader:
+        """Cached encoder states instead of audio (frozen-encoder heads): no reading, no wave chain."""
+        d, views = self.cfg.data, int(self.cfg.embed.views) if train else 1
+        dataset = StateDataset(table, self.cache, self.segments, views=views, seed=self.cfg.seed)
+        sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
+                                            seed=self.cfg.seed)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_states, num_workers=0)
+
+
+def state_cache(cfg: DictConfig) -> StateCache:
+    """The experiment's frozen-encoder cache (its `embed` section), embedding whatever is missing
+    first: a fold run on a new data set starts with `antispoof embed` and resumes it."""
+    from antispoof.embed import embed_dataset
+
+    e = cfg.embed
+    wave_cfg = load_config(f"augment/{e.views_augment}").wave if e.views > 1 else None
+    root, layers = embed_dataset(cfg.data.dir, e.encoder, e.layers, e.root, cfg.output_root, e.batch_seconds,
+                                 e.max_seconds, e.views, wave_cfg, cfg.seed)
+    return StateCache(root, layers)
 
 
 def augment_config(cfg: DictConfig) -> DictConfig:

@@ -122,9 +122,11 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         (out / METRICS).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = FoldData(cfg, fold)
+    if data.cache is not None:  # a head on cached states takes their shape from the cache
+        cfg.model.n_states, cfg.model.dim = data.cache.n_states, data.cache.dim
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     module = DetectorModule(cfg)
     print(f"augment {augment_config(cfg).get('name', 'custom')}: wave [{', '.join(data.wave_augment.names)}], "
           f"batch [{', '.join(module.batch_augment.names)}]")

@@ -30,6 +30,9 @@ class DetectorModule(L.LightningModule):
         self.cfg = cfg
         self.model: Detector = build_model(cfg.model)
         self.batch_augment = BatchAugmenter(augment_config(cfg).batch, cfg.seed)
+        if self.model.input_key != "wave" and self.batch_augment.names:
+            raise ValueError(f"{cfg.experiment}: batch augmentation ({', '.join(self.batch_augment.names)}) works on "
+                             f"waveforms; this model reads cached {self.model.input_key} (use augment=none)")
         self.model.set_spec_augment(self.batch_augment.spec_augment)
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
@@ -41,7 +44,7 @@ class DetectorModule(L.LightningModule):
         return batch
 
     def _step(self, batch):
-        out = self.model(batch["wave"], batch["lengths"])
+        out = self.model(batch[self.model.input_key], batch["lengths"])
         # Min-pool 10 ms labels to the model's segments in the data convention (any spoof frame
         # makes the segment spoof), then turn them into class indices.
         seg_targets = class_targets(self.model.segment_targets(batch["seg"], out["seg_lengths"]))

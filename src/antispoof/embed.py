@@ -1,0 +1,146 @@
+"""`antispoof embed`: run a frozen Whisper encoder once over a data set and cache its hidden states.
+
+    antispoof embed --data data/spoofbench-mini --model whisper-base [--layers 0,1,2,3,4,5]
+
+Every clip of train and test is encoded (chunks of `max_seconds`, padding masked out, so a
+clip's states do not depend on its batch), the chosen hidden states are stored fp16 on the
+20 ms grid in a features.state_cache folder, one shard per encoder batch. Batches are cut by
+length (clips sorted by duration, `batch_seconds` of audio each) so padding costs little. A
+killed run resumes after its last complete shard; a cache of other weights, another version of
+the data set or other layers is refused (--force rebuilds it). On a GPU the encoder runs there.
+
+`views` > 1 adds augmented copies of every training clip (the training config's wave chain,
+e.g. configs/augment/wave.yaml), cached under `<utt_id>#aug<k>`; a head then draws one per
+epoch (features.state_dataset).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from antispoof.augment import WaveAugmenter
+from antispoof.data.audio import read_audio
+from antispoof.data.dataset import clip_labels
+from antispoof.data.manifest import load_segments, load_split
+from antispoof.features.state_cache import (CacheError, dataset_fingerprint, default_root, next_shard_number,
+                                            open_for_writing, weights_fingerprint, write_shard, FRAME_HOP_S)
+from antispoof.features.state_dataset import view_id
+from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
+from antispoof.models.whisper_weights import MODELS_DIR, resolve_weights
+from antispoof.train.data import wave_augmenter
+from antispoof.utils import rng_for
+
+
+def frozen_encoder(encoder: str, max_seconds: float = 15.0, models_dir: str = str(MODELS_DIR)) -> WhisperDetector:
+    """The Whisper encoder in eval mode, padding masked (its detector heads are unused)."""
+    config = WhisperDetectorConfig(pretrained=encoder, models_dir=models_dir, max_seconds=max_seconds,
+                                   pad_to="batch", apply_spec_augment=False)
+    return WhisperDetector(config).eval()
+
+
+def chosen_layers(layers, n_states: int) -> list[int]:
+    """'all' | 'a-b' | 'a,b,c' | [a, b] -> sorted hidden-state indices, checked against the encoder."""
+    if layers in (None, "all"):
+        return list(range(n_states))
+    if isinstance(layers, str):
+        values = []
+        for part in layers.split(","):
+            low, _, high = part.partition("-")
+            values += list(range(int(low), int(high) + 1)) if high else [int(low)]
+        layers = values
+    chosen = sorted({int(v) for v in layers})
+    if not chosen or chosen[0] < 0 or chosen[-1] >= n_states:
+        raise CacheError(f"layers {layers}: the encoder has hidden states 0-{n_states - 1}")
+    return chosen
+
+
+def length_batches(durations: np.ndarray, batch_seconds: float) -> list[list[int]]:
+    """Indices sorted by duration, cut so each batch holds at most `batch_seconds` of padded audio."""
+    batches, current, longest = [], [], 0.0
+    for i in np.argsort(durations, kind="stable"):
+        longest = max(longest, float(durations[i]))
+        if current and longest * (len(current) + 1) > batch_seconds:
+            batches.append(current)
+            current, longest = [], float(durations[i])
+        current.append(int(i))
+    if current:
+        batches.append(current)
+    return batches
+
+
+@torch.inference_mode()
+def encode_clips(model: WhisperDetector, waves: list[np.ndarray], layers: list[int], device) -> list[np.ndarray]:
+    """Waveforms -> each clip's [frames, len(layers), D] float16 states."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in waves]
+    wave = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device)
+    lengths = torch.tensor([len(w) for w in tensors], device=device)
+    states, frames = model.hidden_states(wave, lengths, layers)
+    states = states.to(torch.float16).cpu().numpy()
+    return [states[i, : int(frames[i])] for i in range(len(waves))]
+
+
+def clips_to_embed(data_dir: Path, views: int) -> pd.DataFrame:
+    """key, utt_id, audio, duration, label, view of every clip (train and test) and augmented copy."""
+    tables = [load_split(data_dir, "train")]
+    if (Path(data_dir) / "test.csv").is_file():
+        tables.append(load_split(data_dir, "test"))
+    columns = ["utt_id", "audio", "duration", "label"]
+    clips = pd.concat([t.reindex(columns=columns) for t in tables], ignore_index=True).assign(view=0)
+    copies = [tables[0].reindex(columns=columns).assign(view=v) for v in range(1, views)]
+    clips = pd.concat([clips, *copies], ignore_index=True)
+    clips["key"] = [view_id(u, v) for u, v in zip(clips.utt_id, clips.view)]
+    return clips
+
+
+def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="all", root: str | Path | None = None,
+                  output_root: str | Path = "folds", batch_seconds: float = 120.0, max_seconds: float = 15.0,
+                  views: int = 1, wave_cfg=None, seed: int = 0, device: str | None = None,
+                  force: bool = False, models_dir: str = str(MODELS_DIR)) -> tuple[Path, list[int]]:
+    """Encode every clip not cached yet; -> the cache folder and the layers asked for (as
+    encoder indices). See the module docstring."""
+    data_dir = Path(data_dir)
+    if views > 1 and wave_cfg is None:
+        raise CacheError(f"views={views} needs a wave augmentation chain (embed.wave_augment)")
+    root = Path(root) if root else default_root(output_root, data_dir, encoder)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
+    chosen = chosen_layers(layers, len(model.encoder.layers) + 1)
+    meta = {"encoder": str(encoder), "weights_sha256": weights_fingerprint(resolve_weights(encoder, models_dir)),
+            "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir), "layers": chosen,
+            "dim": int(model.encoder.config.d_model), "dtype": "float16", "hop_s": FRAME_HOP_S,
+            "max_seconds": max_seconds, "views": views}
+    meta, done = open_for_writing(root, meta, force=force)
+    stored = list(meta["layers"])  # an existing cache may hold more layers than asked: keep filling them
+    clips = clips_to_embed(data_dir, views)
+    todo = clips[~clips.key.isin(done.index)].reset_index(drop=True)
+    if todo.empty:
+        print(f"{root}: all {len(clips)} clips cached")
+        return root, chosen
+    augment = wave_augmenter(wave_cfg, load_split(data_dir, "train")) if views > 1 else None
+    segments = load_segments(data_dir / "train_segments.npz", load_split(data_dir, "train")) if views > 1 else {}
+    number, started = next_shard_number(root), time.time()
+    bar = tqdm(total=float(todo.duration.sum()), unit="s", unit_scale=True, desc=f"embed {Path(str(encoder)).name}")
+    for batch in length_batches(todo.duration.to_numpy(), batch_seconds):
+        rows = todo.iloc[batch]
+        waves = [_view_wave(row, augment, segments, seed) for row in rows.itertuples()]
+        states = encode_clips(model, waves, stored, device)
+        write_shard(root, number, list(zip(rows.key, states)))
+        number += 1
+        bar.update(float(rows.duration.sum()))
+    bar.close()
+    hours = todo.duration.sum() / 3600
+    print(f"{root}: {len(todo)} clips ({hours:.2f} h) embedded in {time.time() - started:.0f} s")
+    return root, chosen
+
+
+def _view_wave(row, augment: WaveAugmenter | None, segments: dict, seed: int) -> np.ndarray:
+    wave = read_audio(row.audio)
+    if row.view == 0 or augment is None:
+        return wave
+    label, seg = clip_labels(row, segments)
+    return augment(wave, label, seg, rng_for(seed, "view", row.view, row.utt_id)).wave

@@ -1,0 +1,173 @@
+"""A frozen encoder's hidden states, cached once per data set and encoder, read back memory-mapped.
+
+Training a small head on a frozen encoder costs seconds per epoch once the encoder has run; the
+encoder itself is the expensive part, so it runs once (`antispoof embed`) and its states are kept:
+
+    <root>/                          (folds/<dataset>/_embeddings/<encoder>/ by default)
+        meta.json                    encoder, weights and data-set fingerprints, layers, dim, dtype
+        shard_00000.npy              [frames, layers, dim] float16: the clips of one encoder batch,
+                                     one after another on the 20 ms grid
+        shard_00000.csv              utt_id, start, frames of those clips; written after its .npy,
+                                     so a shard is complete exactly when its .csv exists
+
+A killed embedding run resumes after its last complete shard. A cache whose meta.json names
+other weights or another version of the data set is refused, never mixed; a cache of more
+layers serves any subset of them (StateCache(root, layers)).
+Disk cost: layers x dim x 2 bytes x 50 frames per second of audio (whisper-base, 6 states of
+512: 1.1 GB per hour; all 7 states: 1.29 GB per hour).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from antispoof.schema import ManifestError
+from antispoof.utils import atomic_path, write_csv_atomic, write_json_atomic
+
+META = "meta.json"
+FRAME_HOP_S = 0.02    # one encoder frame per 20 ms
+DTYPE = "float16"
+# what must agree between a cache and the run that wants to use (or extend) it
+IDENTITY = ("encoder", "weights_sha256", "dataset_sha256", "dim", "dtype", "max_seconds")
+
+
+class CacheError(ManifestError):
+    """A state cache that is missing, incomplete or made by other weights / another data set."""
+
+
+def sha256_of(paths: list[Path], chunk: int = 1 << 22) -> str:
+    """One fingerprint over the bytes of several files, in the order given."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(data_dir: Path) -> str:
+    """The data set's version: its train.csv and test.csv (clip ids, audio paths, durations, labels)."""
+    files = [Path(data_dir) / name for name in ("train.csv", "test.csv") if (Path(data_dir) / name).is_file()]
+    if not files:
+        raise CacheError(f"{data_dir}: no train.csv or test.csv (not a data set folder)")
+    return sha256_of(files)
+
+
+def weights_fingerprint(checkpoint: Path) -> str:
+    """The encoder's weights: every weight file of a transformers checkpoint folder."""
+    files = sorted(Path(checkpoint).glob("*.safetensors")) or sorted(Path(checkpoint).glob("pytorch_model*.bin"))
+    if not files:
+        raise CacheError(f"{checkpoint}: no weight files to fingerprint")
+    return sha256_of(files)
+
+
+def default_root(output_root: str | Path, data_dir: str | Path, encoder: str) -> Path:
+    """folds/<dataset>/_embeddings/<encoder name>: beside the runs that train on it."""
+    name = Path(str(encoder)).name if Path(str(encoder)).is_dir() else str(encoder)
+    return Path(output_root) / Path(data_dir).name / "_embeddings" / name.replace("/", "_")
+
+
+class StateCache:
+    """Read side: utt_id -> [frames, layers, dim] float16 (from a memory-mapped shard).
+
+    `layers` picks hidden states (encoder indices) out of those cached; None reads them all."""
+
+    def __init__(self, root: str | Path, layers: list[int] | None = None):
+        self.root = Path(root)
+        meta = self.root / META
+        if not meta.is_file():
+            raise CacheError(f"{self.root}: no state cache here ({META} missing); run `antispoof embed` first")
+        self.meta = json.loads(meta.read_text())
+        self.index = read_index(self.root)
+        self._shards: dict[int, np.ndarray] = {}
+        cached = list(self.meta["layers"])
+        self.layers = cached if layers is None else list(layers)
+        if not set(self.layers) <= set(cached):
+            raise CacheError(f"{self.root}: layers {self.layers} asked, the cache holds {cached}")
+        self._pick = None if self.layers == cached else [cached.index(layer) for layer in self.layers]
+
+    @property
+    def n_states(self) -> int:
+        return len(self.layers)
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    def frames(self, utt_id: str) -> int:
+        return int(self.index.at[utt_id, "frames"])
+
+    def missing(self, utt_ids) -> list[str]:
+        return [u for u in utt_ids if u not in self.index.index]
+
+    def require(self, utt_ids, what: str = "clips") -> None:
+        """Fail in one line unless every clip is cached."""
+        missing = self.missing(utt_ids)
+        if missing:
+            raise CacheError(f"{self.root}: {len(missing)} {what} are not cached (e.g. {missing[0]}); "
+                             "`antispoof embed` completes the cache")
+
+    def states(self, utt_id: str) -> np.ndarray:
+        shard, start, frames = self.index.loc[utt_id, ["shard", "start", "frames"]]
+        if shard not in self._shards:
+            self._shards[shard] = np.load(self.root / f"shard_{shard:05d}.npy", mmap_mode="r")
+        states = self._shards[shard][start: start + frames]
+        return states if self._pick is None else states[:, self._pick]
+
+
+def read_index(root: Path) -> pd.DataFrame:
+    """utt_id -> shard, start, frames over every complete shard (one with its .csv)."""
+    parts = []
+    for csv in sorted(Path(root).glob("shard_*.csv")):
+        part = pd.read_csv(csv, dtype={"utt_id": str})
+        part["shard"] = int(csv.stem.split("_")[1])
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=["shard", "start", "frames"], index=pd.Index([], name="utt_id"))
+    return pd.concat(parts).set_index("utt_id")
+
+
+def open_for_writing(root: Path, meta: dict, force: bool = False) -> tuple[dict, pd.DataFrame]:
+    """Create the cache folder with `meta`, or check an existing one matches; -> the meta in force
+    and the index so far. An existing cache holding all of meta's layers (or more) is extended
+    with its own layers; one of other weights, data or fewer layers is refused in one line;
+    `force` clears it."""
+    root = Path(root)
+    path = root / META
+    if path.is_file() and force:
+        for stale in [*root.glob("shard_*"), path]:
+            stale.unlink()
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = [k for k in IDENTITY if old.get(k) != meta.get(k)]
+        if not set(meta["layers"]) <= set(old["layers"]):
+            changed.append("layers")
+        if changed:
+            raise CacheError(f"{root}: cache made with other {', '.join(changed)} "
+                             f"({changed[0]}: {old.get(changed[0])!r} here, {meta.get(changed[0])!r} now); "
+                             "--force rebuilds it")
+        return old, read_index(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, meta)
+    return meta, read_index(root)
+
+
+def write_shard(root: Path, number: int, clips: list[tuple[str, np.ndarray]]) -> None:
+    """One shard: the clips' states back to back (.npy), then their index (.csv) as the commit mark."""
+    arrays = [np.asarray(states, dtype=DTYPE) for _, states in clips]
+    frames = np.array([len(a) for a in arrays])
+    with atomic_path(Path(root) / f"shard_{number:05d}.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.concatenate(arrays))
+    index = pd.DataFrame({"utt_id": [u for u, _ in clips], "start": np.cumsum(frames) - frames, "frames": frames})
+    write_csv_atomic(index, Path(root) / f"shard_{number:05d}.csv", index=False)
+
+
+def next_shard_number(root: Path) -> int:
+    """The first free shard number (a half-written .npy without its .csv is overwritten)."""
+    done = [int(p.stem.split("_")[1]) for p in Path(root).glob("shard_*.csv")]
+    return max(done) + 1 if done else 0

@@ -1,0 +1,67 @@
+"""Training-time data for heads on a frozen encoder: cached hidden states instead of waveforms.
+
+Each item is a clip's [frames, layers, dim] float16 states from the StateCache with the same
+labels as data.dataset.ClipDataset (utterance label, 10 ms segment labels fitted to 2 per
+20 ms frame); `collate_states` pads them into one batch whose `states` the frozen heads read.
+`views` > 1 (a cache with augmented copies) draws one copy per clip per epoch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from antispoof.data.dataset import clip_labels, fit_labels
+from antispoof.features.state_cache import FRAME_HOP_S, StateCache
+from antispoof.schema import SEGMENT_HOP_S, UNKNOWN
+from antispoof.utils import rng_for
+
+LABELS_PER_FRAME = round(FRAME_HOP_S / SEGMENT_HOP_S)  # two 10 ms labels per encoder frame
+
+
+def view_id(utt_id: str, view: int) -> str:
+    """The cache key of augmented copy `view` of a clip (view 0 is the clip itself)."""
+    return utt_id if view == 0 else f"{utt_id}#aug{view}"
+
+
+class StateDataset(Dataset):
+    """Clips of a manifest, read from a state cache (every clip must be in it)."""
+
+    def __init__(self, table: pd.DataFrame, cache: StateCache, segments: dict[str, np.ndarray] | None = None,
+                 views: int = 1, seed: int = 0):
+        self.table = table.reset_index(drop=True)
+        self.cache, self.segments = cache, segments or {}
+        self.views, self.seed, self.epoch = views, seed, 0
+        cache.require([view_id(u, v) for u in self.table.utt_id for v in range(views)])
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.table.iloc[index]
+        view = 0
+        if self.views > 1:
+            view = int(rng_for(self.seed, self.epoch, row.utt_id, "view").integers(self.views))
+        states = np.asarray(self.cache.states(view_id(row.utt_id, view)))
+        label, seg = clip_labels(row, self.segments)
+        seg = fit_labels(seg, LABELS_PER_FRAME * len(states))
+        return {"utt_id": row.utt_id, "states": torch.from_numpy(states.copy()), "label": label,
+                "seg": torch.from_numpy(np.ascontiguousarray(seg))}
+
+
+def collate_states(items: list[dict]) -> dict:
+    """Zero-pad states [B, T, layers, dim] (float16) and -1-pad 10 ms labels; `lengths` are frames."""
+    lengths = torch.tensor([len(it["states"]) for it in items])
+    seg_lengths = torch.tensor([len(it["seg"]) for it in items])
+    first = items[0]["states"]
+    states = first.new_zeros(len(items), int(lengths.max()), *first.shape[1:])
+    seg = torch.full((len(items), int(seg_lengths.max())), UNKNOWN, dtype=torch.long)
+    for i, it in enumerate(items):
+        states[i, : lengths[i]] = it["states"]
+        seg[i, : seg_lengths[i]] = it["seg"]
+    return {"utt_id": [it["utt_id"] for it in items], "states": states, "lengths": lengths,
+            "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths}

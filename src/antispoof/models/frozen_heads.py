@@ -1,0 +1,152 @@
+"""Heads trained on a frozen encoder's cached hidden states (features.state_cache).
+
+Both read states [B, T, L, D] (L hidden states of the encoder, one frame per 20 ms) and give
+the detector contract's two levels: an utterance score and one score per 20 ms frame, as
+log-odds logit_bona - logit_spoof (higher = more bona fide), trained with cross-entropy at both
+levels like the fine-tuned Whisper detector.
+
+- `pooled` (FrozenPooledHead): a learnt softmax weighting of the layers, then the mean and
+  standard deviation over the clip's frames -> linear (2 logits); frames -> linear. The linear
+  probe of bench/learnability.py, trained end to end with a segment branch.
+- `mhfa` (MHFAHead): multi-head factorised attentive pooling (Peng et al., SLT 2022). Two softmax
+  layer weightings, one for keys and one for values, each compressed by a linear layer; a linear
+  layer on the keys gives H attention heads (softmax over time), each head pools the values,
+  and the heads' pooled vectors are concatenated and projected to an embedding -> 2 logits. The
+  segment branch reads the compressed values frame by frame through a small temporal
+  convolution, so each 20 ms score sees its neighbours.
+Every state is first normalised over its features (no learnt scale): Whisper's early and late
+states differ in scale by orders of magnitude, and a weighted sum would otherwise be the
+largest layer's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from antispoof.models.common import masked_mean, masked_min, segment_targets, two_level_cross_entropy, valid_mask
+
+FRAME_LABELS = 2  # one encoder frame per 20 ms = two 10 ms labels
+
+
+@dataclass
+class FrozenHeadConfig:
+    """The `model` section of configs/model/whisper_*_{pooled,mhfa}.yaml minus `family` (the
+    encoder and its layers are the config's `embed` section: they define the cache).
+
+    n_states and dim are read from the state cache when training starts (0 until then)."""
+
+    n_states: int = 0
+    dim: int = 0
+    compression: int = 128                 # MHFA: keys and values compressed to this many dims
+    heads: int = 8                         # MHFA: attention heads
+    embedding: int = 256                   # MHFA: the utterance embedding
+    seg_kernel: int = 5                    # MHFA: frames the segment branch's convolution sees
+    dropout: float = 0.1
+    utterance_score: str = "utt"           # utt: the utterance branch; seg_min: the lowest frame score
+    loss_weights: dict = field(default_factory=lambda: {"utt": 1.0, "seg": 1.0})
+
+    def __post_init__(self):
+        if self.n_states < 1 or self.dim < 1:
+            raise ValueError("n_states and dim come from the state cache (train reads them from meta.json); "
+                             f"got n_states={self.n_states}, dim={self.dim}")
+        if self.utterance_score not in ("utt", "seg_min"):
+            raise ValueError(f"utterance_score must be 'utt' or 'seg_min', got {self.utterance_score!r}")
+
+
+class LayerWeights(nn.Module):
+    """A softmax-normalised weighting of the hidden states: [B, T, L, D] -> [B, T, D]."""
+
+    def __init__(self, n_states: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(n_states))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("btld,l->btd", states, self.logits.softmax(0))
+
+
+class FrozenHead(nn.Module):
+    """What both heads share: the input contract, segment targets, losses and scores."""
+
+    input_key = "states"               # the batch entry the head reads (cached states, not waves)
+    segment_hop_s = 0.02
+
+    def __init__(self, config: FrozenHeadConfig):
+        super().__init__()
+        self.config = config
+
+    def segment_targets(self, labels_10ms: torch.Tensor, n_segments: torch.Tensor) -> torch.Tensor:
+        return segment_targets(labels_10ms, n_segments, FRAME_LABELS)
+
+    def set_spec_augment(self, module: nn.Module | None) -> None:
+        """The states are fixed once cached: SpecAugment cannot reach them (augmented views can)."""
+
+    @staticmethod
+    def normalise(states: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(states.float(), states.shape[-1:])
+
+    def outputs(self, utt_logits: torch.Tensor, seg_logits: torch.Tensor, lengths: torch.Tensor) -> dict:
+        valid = valid_mask(lengths, seg_logits.shape[1])
+        seg_scores = (seg_logits[..., 0] - seg_logits[..., 1]).masked_fill(~valid, math.nan)
+        utt_branch = utt_logits[:, 0] - utt_logits[:, 1]
+        utt_score = utt_branch if self.config.utterance_score == "utt" else masked_min(seg_scores, valid)
+        return {"utt_logits": utt_logits, "seg_logits": seg_logits, "seg_lengths": lengths,
+                "utt_score": utt_score, "utt_branch_score": utt_branch, "seg_scores": seg_scores}
+
+    def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
+        """Cross-entropy at both levels (models.common.two_level_cross_entropy)."""
+        return two_level_cross_entropy(outputs, utt_targets, seg_targets, self.config.loss_weights)
+
+
+class FrozenPooledHead(FrozenHead):
+    """Layer weighting -> mean/std pooling -> linear; frames -> linear."""
+
+    def __init__(self, config: FrozenHeadConfig):
+        super().__init__(config)
+        self.layers = LayerWeights(config.n_states)
+        self.utt_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * config.dim, 2))
+        self.seg_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.dim, 2))
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
+        lengths = _lengths(states, lengths)
+        h = self.layers(self.normalise(states))
+        valid = valid_mask(lengths, h.shape[1])
+        mean = masked_mean(h, valid)
+        std = (masked_mean(h.square(), valid) - mean.square()).clamp_min(1e-6).sqrt()
+        return self.outputs(self.utt_head(torch.cat([mean, std], -1)), self.seg_head(h), lengths)
+
+
+class MHFAHead(FrozenHead):
+    """Multi-head factorised attentive pooling, with a frame-level segment branch on its values."""
+
+    def __init__(self, config: FrozenHeadConfig):
+        super().__init__(config)
+        c = config.compression
+        self.key_layers, self.value_layers = LayerWeights(config.n_states), LayerWeights(config.n_states)
+        self.keys, self.values = nn.Linear(config.dim, c), nn.Linear(config.dim, c)
+        self.attention = nn.Linear(c, config.heads)
+        self.embed = nn.Sequential(nn.Linear(config.heads * c, config.embedding), nn.ReLU(), nn.Dropout(config.dropout))
+        self.utt_head = nn.Linear(config.embedding, 2)
+        self.seg_context = nn.Conv1d(c, c, config.seg_kernel, padding=config.seg_kernel // 2)
+        self.seg_head = nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(c, 2))
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
+        lengths = _lengths(states, lengths)
+        x = self.normalise(states)
+        keys = self.keys(self.key_layers(x))            # [B, T, c]
+        values = self.values(self.value_layers(x))      # [B, T, c]
+        valid = valid_mask(lengths, x.shape[1])
+        weights = self.attention(keys).masked_fill(~valid[..., None], -math.inf).softmax(1)  # [B, T, H]
+        pooled = torch.einsum("bth,btc->bhc", weights, values).flatten(1)                    # [B, H * c]
+        utt_logits = self.utt_head(self.embed(pooled))
+        context = self.seg_context((values * valid[..., None]).transpose(1, 2)).transpose(1, 2)
+        return self.outputs(utt_logits, self.seg_head(context), lengths)
+
+
+def _lengths(states: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    if lengths is None:
+        return torch.full((states.shape[0],), states.shape[1], dtype=torch.long, device=states.device)
+    return lengths.to(states.device)

@@ -1,0 +1,176 @@
+"""Frozen-encoder detectors: the state cache (embed), its dataset, and the heads trained on it,
+on real clips of the tiny SpoofBench with the real whisper-tiny.en weights."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from antispoof import embed as embed_module
+from antispoof.data.audio import read_audio
+from antispoof.data.manifest import load_split
+from antispoof.features.state_cache import CacheError, StateCache
+from antispoof.features.state_dataset import StateDataset, collate_states
+from antispoof.metrics import compute_eer
+from antispoof.models.frozen_heads import FrozenHeadConfig, FrozenPooledHead, MHFAHead
+from antispoof.runs import read_table
+from antispoof.train.fold import experiment_config, train_fold
+from antispoof.train.module import class_targets
+
+ENCODER = "whisper-tiny.en"
+
+
+class Killed(Exception):
+    """Stands in for a kill between two shards."""
+
+
+@pytest.fixture(scope="module")
+def cache(tiny, tmp_path_factory):
+    """The tiny set's whisper-tiny.en cache, every hidden state, small batches (several shards)."""
+    root, layers = embed_module.embed_dataset(tiny, ENCODER, "all", tmp_path_factory.mktemp("cache") / "tiny",
+                                              batch_seconds=40)
+    return StateCache(root, layers)
+
+
+def test_cache_equals_the_live_encoder(tiny, cache):
+    model = embed_module.frozen_encoder(ENCODER)
+    table = pd.concat([load_split(tiny, "train"), load_split(tiny, "test")])
+    assert cache.missing(table.utt_id) == [] and cache.n_states == len(model.encoder.layers) + 1
+    for row in table.sort_values("duration").iloc[[0, len(table) // 2, -1]].itertuples():
+        wave = torch.from_numpy(read_audio(row.audio))[None]
+        with torch.inference_mode():
+            live, frames = model.hidden_states(wave, torch.tensor([wave.shape[1]]), list(range(cache.n_states)))
+        cached = np.asarray(cache.states(row.utt_id), dtype=np.float32)
+        assert cached.shape == live.shape[1:] and len(cached) == int(frames[0])
+        assert len(cached) == pytest.approx(row.duration / 0.02, abs=2)
+        # fp16 storage: equal to ~3 significant digits, whatever batch the clip was encoded in
+        np.testing.assert_allclose(cached, live[0].numpy(), rtol=2e-3, atol=2e-3 * float(live.abs().max()))
+
+
+def test_embed_resumes_after_a_kill_and_keeps_finished_shards(tiny, tmp_path, monkeypatch):
+    written = []
+    real_write = embed_module.write_shard
+
+    def dies_after_two(root, number, clips):
+        if len(written) == 2:
+            raise Killed
+        written.append([u for u, _ in clips])
+        real_write(root, number, clips)
+
+    monkeypatch.setattr(embed_module, "write_shard", dies_after_two)
+    with pytest.raises(Killed):
+        embed_module.embed_dataset(tiny, ENCODER, "0,2", tmp_path / "c", batch_seconds=30)
+    first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "c").glob("shard_*")}
+    assert len(first) == 4  # two shards, each .npy + .csv
+
+    encoded = []
+    real_encode = embed_module.encode_clips
+    monkeypatch.setattr(embed_module, "write_shard", real_write)
+    monkeypatch.setattr(embed_module, "encode_clips",
+                        lambda model, waves, layers, device: encoded.append(len(waves)) or real_encode(model, waves, layers, device))
+    root, _ = embed_module.embed_dataset(tiny, ENCODER, "0,2", tmp_path / "c", batch_seconds=30)
+    every = pd.concat([load_split(tiny, "train"), load_split(tiny, "test")]).utt_id
+    done_before = sum(map(len, written))
+    assert sum(encoded) == len(every) - done_before, "only the clips the killed run did not finish"
+    assert {n: t for n, t in first.items()} == {p.name: p.stat().st_mtime_ns for p in root.glob("shard_*") if p.name in first}
+    assert StateCache(root).missing(every) == []
+
+
+def test_cache_refuses_other_weights_other_data_and_missing_layers(tiny, cache, tmp_path):
+    meta = json.loads((cache.root / "meta.json").read_text())
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    (forged / "meta.json").write_text(json.dumps({**meta, "weights_sha256": "0" * 64}))
+    with pytest.raises(CacheError, match="weights_sha256") as error:
+        embed_module.embed_dataset(tiny, ENCODER, "all", forged)
+    assert "\n" not in str(error.value) and "--force" in str(error.value)
+    (forged / "meta.json").write_text(json.dumps({**meta, "dataset_sha256": "1" * 64, "layers": [0, 1]}))
+    with pytest.raises(CacheError, match="dataset_sha256"):
+        embed_module.embed_dataset(tiny, ENCODER, "0", forged)
+    (forged / "meta.json").write_text(json.dumps({**meta, "layers": [0, 1]}))
+    with pytest.raises(CacheError, match="layers"):
+        embed_module.embed_dataset(tiny, ENCODER, "0-2", forged)
+    with pytest.raises(CacheError, match="layers"):
+        StateCache(forged, [3])
+
+
+def test_a_layer_subset_reads_those_states(cache):
+    utt = cache.index.index[0]
+    subset = StateCache(cache.root, [1, 3])
+    np.testing.assert_array_equal(subset.states(utt), np.asarray(cache.states(utt))[:, [1, 3]])
+    assert subset.n_states == 2 and subset.dim == cache.dim
+
+
+def test_dataset_items_match_the_cache_and_labels_fit_the_frames(tiny, cache):
+    from antispoof.data.manifest import load_segments
+
+    train = load_split(tiny, "train")
+    data = StateDataset(train, cache, load_segments(tiny / "train_segments.npz", train))
+    batch = collate_states([data[i] for i in range(4)])
+    assert batch["states"].dtype == torch.float16 and batch["states"].shape[2:] == (cache.n_states, cache.dim)
+    for i, utt in enumerate(batch["utt_id"]):
+        n = int(batch["lengths"][i])
+        assert n == cache.frames(utt) and int(batch["seg_lengths"][i]) == 2 * n
+        np.testing.assert_array_equal(batch["states"][i, :n].numpy(), cache.states(utt))
+        assert (batch["states"][i, n:] == 0).all()
+
+
+@pytest.mark.parametrize("head", [FrozenPooledHead, MHFAHead])
+def test_a_clips_scores_do_not_depend_on_padding(head):
+    torch.manual_seed(0)
+    model = head(FrozenHeadConfig(n_states=3, dim=16, compression=8, heads=2, embedding=8)).eval()
+    clip = torch.randn(1, 20, 3, 16)
+    padded = torch.cat([clip, 50 * torch.randn(1, 15, 3, 16)], 1)
+    alone, together = model(clip), model(padded, torch.tensor([20]))
+    torch.testing.assert_close(alone["utt_score"], together["utt_score"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(alone["seg_scores"][0], together["seg_scores"][0, :20], rtol=1e-5, atol=1e-5)
+    assert together["seg_scores"][0, 20:].isnan().all()
+
+
+def test_an_mhfa_head_learns_real_clips(tiny, cache):
+    """A few hundred steps on the cached states of the tiny set's training clips fit them."""
+    train = load_split(tiny, "train")
+    loader = torch.utils.data.DataLoader(StateDataset(train, cache), batch_size=16, shuffle=True,
+                                         collate_fn=collate_states, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = MHFAHead(FrozenHeadConfig(n_states=cache.n_states, dim=cache.dim, heads=4, dropout=0.0))
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(25):
+        for batch in loader:
+            out = model(batch["states"], batch["lengths"])
+            seg = class_targets(model.segment_targets(batch["seg"], out["seg_lengths"]))
+            loss = model.losses(out, class_targets(batch["label"]), seg)["total"]
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+    model.eval()
+    with torch.no_grad():
+        batch = collate_states([StateDataset(train, cache)[i] for i in range(len(train))])
+        scores = model(batch["states"], batch["lengths"])["utt_score"].numpy()
+    labels = batch["label"].numpy()
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    assert compute_eer(scores[labels == 1], scores[labels == 0])[0] < 0.1
+
+
+@pytest.mark.parametrize("model", ["whisper_tiny_pooled", "whisper_tiny_mhfa"])
+def test_heads_write_the_fold_contract(tiny, cache, tmp_path, model):
+    cfg = experiment_config(model, str(tiny), [f"output_root={tmp_path}", "data.folds=3", "trainer.max_epochs=2",
+                                               "trainer.progress_every=0", f"embed.root={cache.root}"])
+    out = train_fold(cfg, 0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and set(metrics["test"]["eer_by_condition"]) >= {"pooled", "seen_attack"}
+    saved = (out / "config.yaml").read_text()
+    assert f"n_states: {cache.n_states}" in saved and f"dim: {cache.dim}" in saved
+    for part in ("oof", "test"):
+        table = read_table(out / f"{part}.parquet")
+        assert (table.seg_hop_s == 0.02).all() and table.score.notna().all()
+        assert [len(s) for s in table.seg_scores] == [cache.frames(u) for u in table.utt_id]
+        assert not any(math.isnan(v) for s in table.seg_scores for v in s)
+    again = train_fold(cfg, 0)  # finished: skipped
+    assert again == out
