@@ -10,7 +10,7 @@ FOLD   ?= 0
 ARGS   ?=
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup weights data folds probe train train-all report vote stack demo test clean-data
+.PHONY: setup weights data folds embed probe train train-all report vote stack demo test clean-data
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ data: $(STAMP)
 ## make folds DATA=mini K=5: folds/spoofbench-<DATA>/folds.csv
 folds: $(STAMP)
 	$(BIN)/antispoof folds --data $(DATASET) --k $(K)
+
+## make embed DATA=mini [MODEL=whisper_base_mhfa]: cache a frozen encoder's states (resumable)
+embed: $(STAMP)
+	$(BIN)/antispoof embed --data $(DATASET) --model $(if $(filter selcnn_%,$(MODEL)),whisper_base_mhfa,$(MODEL))
 
 ## make train FOLD=0 [MODEL=selcnn_segbw DATA=mini ARGS="trainer.max_epochs=5"]: one fold (resumes)
 train: $(STAMP)
@@ -61,16 +65,18 @@ stack: $(STAMP)
 	$(BIN)/python ensemble/stack.py --dataset $(DATA) $(ARGS)
 
 ## make demo: the whole pipeline on mini on the CPU: data (its build runs the shortcut probe), 2 folds,
-## card, SELCNN-MTL (MulBS) and Whisper-tiny on every fold with short schedules under folds/demo,
-## vote, stack, local leaderboard scores. Finished folds are kept: `rm -rf folds/demo` retrains them.
+## card, SELCNN-MTL (MulBS, 2 epochs) and an MHFA head on frozen Whisper-base states (the encoder
+## runs once, cached in folds/spoofbench-mini/_embeddings/) on every fold under folds/demo, vote,
+## stack, local leaderboard scores. Finished folds are kept: `rm -rf folds/demo` retrains them.
 DEMO_ROOT  := folds/demo
 DEMO_TRAIN := --data mini --all-folds output_root=$(DEMO_ROOT) data.folds=2 augment=none
+DEMO_CACHE := embed.root=folds/spoofbench-mini/_embeddings/whisper-base
 demo: $(STAMP)
 	$(MAKE) data DATA=mini
 	$(BIN)/antispoof card --data data/spoofbench-mini
 	$(BIN)/antispoof folds --data data/spoofbench-mini --k 2 --out $(DEMO_ROOT)/spoofbench-mini/folds.csv
 	$(BIN)/antispoof train --model selcnn_mulbs $(DEMO_TRAIN) trainer.max_epochs=2
-	$(BIN)/antispoof train --model whisper_tiny $(DEMO_TRAIN) trainer.max_epochs=1
+	$(BIN)/antispoof train --model whisper_base_mhfa $(DEMO_TRAIN) $(DEMO_CACHE)
 	$(BIN)/python ensemble/vote.py --config ensemble/demo --dataset mini
 	$(BIN)/python ensemble/stack.py --config ensemble/demo --dataset mini
 

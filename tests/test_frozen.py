@@ -174,3 +174,27 @@ def test_heads_write_the_fold_contract(tiny, cache, tmp_path, model):
         assert not any(math.isnan(v) for s in table.seg_scores for v in s)
     again = train_fold(cfg, 0)  # finished: skipped
     assert again == out
+
+
+def test_augmented_views_are_cached_and_drawn_per_epoch(tiny, tmp_path):
+    from antispoof.config import load_config
+
+    wave = load_config("augment/views").wave
+    root, layers = embed_module.embed_dataset(tiny, ENCODER, "1", tmp_path / "v", views=3, wave_cfg=wave, seed=1)
+    cache = StateCache(root, layers)
+    train = load_split(tiny, "train")
+    for utt in train.utt_id[:5]:
+        plain, copy = np.asarray(cache.states(utt)), np.asarray(cache.states(f"{utt}#aug1"))
+        assert abs(len(plain) - len(copy)) <= 1
+    changed = [not np.array_equal(cache.states(u), cache.states(f"{u}#aug2")) for u in train.utt_id]
+    assert np.mean(changed) > 0.5, "most views differ from their clip"
+    data = StateDataset(train, cache, views=3, seed=0)
+    drawn = []
+    for epoch in range(4):
+        data.set_epoch(epoch)
+        drawn.append([data[i]["states"].float().sum().item() for i in range(10)])
+    assert len({tuple(d) for d in drawn}) > 1, "another epoch draws other views"
+    data.set_epoch(0)
+    assert [data[i]["states"].float().sum().item() for i in range(10)] == drawn[0]
+    assert StateCache(root).missing([f"{u}#aug1" for u in load_split(tiny, "test").utt_id]) != [], \
+        "test clips get no augmented views"

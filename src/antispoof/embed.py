@@ -9,9 +9,9 @@ length (clips sorted by duration, `batch_seconds` of audio each) so padding cost
 killed run resumes after its last complete shard; a cache of other weights, another version of
 the data set or other layers is refused (--force rebuilds it). On a GPU the encoder runs there.
 
-`views` > 1 adds augmented copies of every training clip (the training config's wave chain,
-e.g. configs/augment/wave.yaml), cached under `<utt_id>#aug<k>`; a head then draws one per
-epoch (features.state_dataset).
+`views` > 1 adds augmented copies of every training clip (a length-preserving wave chain,
+configs/augment/views.yaml, so each copy keeps its clip's labels), cached under `<utt_id>#aug<k>`;
+a head then draws one per epoch (features.state_dataset).
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     encoder indices). See the module docstring."""
     data_dir = Path(data_dir)
     if views > 1 and wave_cfg is None:
-        raise CacheError(f"views={views} needs a wave augmentation chain (embed.wave_augment)")
+        raise CacheError(f"views={views} needs a wave augmentation chain (embed.views_augment)")
     root = Path(root) if root else default_root(output_root, data_dir, encoder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
@@ -143,4 +143,8 @@ def _view_wave(row, augment: WaveAugmenter | None, segments: dict, seed: int) ->
     if row.view == 0 or augment is None:
         return wave
     label, seg = clip_labels(row, segments)
-    return augment(wave, label, seg, rng_for(seed, "view", row.view, row.utt_id)).wave
+    clip = augment(wave, label, seg, rng_for(seed, "view", row.view, row.utt_id))
+    if abs(len(clip.wave) - len(wave)) > 160 or clip.relabelled:  # a view reuses its clip's labels
+        raise CacheError(f"{row.audio}: augmented view {row.view} changed the clip's length or label; views need "
+                         "steps that keep both (configs/augment/views.yaml)")
+    return clip.wave
