@@ -95,12 +95,14 @@ def _cmd_compare(args):
 
 
 def _cmd_weights(args):
-    from antispoof.models.whisper_weights import PRETRAINED, convert_ctranslate2, install_pretrained
+    from antispoof.models.whisper_weights import (PRETRAINED, convert_ctranslate2, install_ctranslate2,
+                                                  install_pretrained)
 
     if args.convert:
-        if not args.out:
-            raise SystemExit("antispoof weights --convert DIR: --out is required")
-        print(f"converted: {convert_ctranslate2(args.convert, args.out)}")
+        if args.out:
+            print(f"converted: {convert_ctranslate2(args.convert, args.out)}")
+        else:  # the folder model.pretrained=DIR would convert into and reuse
+            print(f"converted: {install_ctranslate2(args.convert, args.models_dir, force=args.force)}")
         return
     for name in args.names or list(PRETRAINED):
         print(f"{name}: {install_pretrained(name, args.models_dir, force=args.force)}")
@@ -201,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="whisper-tiny.en, whisper-base (default: all)")
     p.add_argument("--models-dir", default="models")
     p.add_argument("--force", action="store_true", help="convert again even if cached")
-    p.add_argument("--convert", metavar="DIR", help="convert any CTranslate2 Whisper folder instead")
-    p.add_argument("--out", help="output folder for --convert")
+    p.add_argument("--convert", metavar="DIR", help="convert any CTranslate2 Whisper folder (or model.bin) instead")
+    p.add_argument("--out", help="output folder for --convert (default: <models-dir>/<folder>-ct2-<sha256[:10]>)")
     p.set_defaults(func=_cmd_weights)
 
     p = sub.add_parser("import", help="import a corpus into the manifest layout")

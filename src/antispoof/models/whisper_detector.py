@@ -43,7 +43,7 @@ FRAME_LABELS = 2   # the encoder's conv2 has stride 2: one frame per 20 ms = two
 class WhisperDetectorConfig:
     """Model options (configs/model/whisper_*.yaml: the `model` section minus `family`)."""
 
-    pretrained: str = "whisper-tiny.en"   # a name in whisper_weights.PRETRAINED or a local checkpoint folder
+    pretrained: str = "whisper-tiny.en"   # a PRETRAINED name, a CTranslate2 folder / model.bin or a transformers folder
     models_dir: str = str(MODELS_DIR)     # where named models are converted and cached
     max_seconds: float = 15.0             # chunk length: the position-embedding slice in use
     pad_to: str = "max"                   # max: every chunk padded to max_seconds; batch: to the longest, masked

