@@ -62,14 +62,14 @@ def _cmd_train(args):
 def _cmd_embed(args):
     from omegaconf import OmegaConf
 
-    from antispoof.config import CONFIG_ROOT, data_dir, load_config
+    from antispoof.config import CONFIG_ROOT, ConfigError, data_dir, load_config
     from antispoof.embed import embed_dataset
 
     settings = {"encoder": args.model, "layers": "all", "max_seconds": 15.0}
     if (CONFIG_ROOT / "model" / f"{args.model}.yaml").is_file():  # an experiment: its cache, as training makes it
         experiment = load_config(f"model/{args.model}").get("embed")
         if experiment is None:
-            raise ValueError(f"configs/model/{args.model}.yaml has no `embed` section (not a frozen-encoder head)")
+            raise ConfigError(f"configs/model/{args.model}.yaml has no `embed` section (not a frozen-encoder head)")
         settings.update({k: v for k, v in OmegaConf.to_container(experiment).items() if v is not None})
     layers = args.layers or settings["layers"]
     root, _ = embed_dataset(data_dir(args.data), settings["encoder"], layers, args.out or settings.get("root"),

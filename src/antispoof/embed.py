@@ -15,6 +15,7 @@ a head then draws one per epoch (features.state_dataset).
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from antispoof.augment import WaveAugmenter
 from antispoof.data.audio import read_audio
 from antispoof.data.dataset import clip_labels
 from antispoof.data.manifest import load_segments, load_split
-from antispoof.features.state_cache import (CacheError, dataset_fingerprint, default_root, next_shard_number,
+from antispoof.features.state_cache import (META, CacheError, dataset_fingerprint, default_root, next_shard_number,
                                             open_for_writing, weights_fingerprint, write_shard, FRAME_HOP_S)
 from antispoof.features.state_dataset import view_id
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
@@ -102,13 +103,15 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
                   views: int = 1, wave_cfg=None, seed: int = 0, device: str | None = None,
                   force: bool = False, models_dir: str = str(MODELS_DIR)) -> tuple[Path, list[int]]:
     """Encode every clip not cached yet; -> the cache folder and the layers asked for (as
-    encoder indices). See the module docstring."""
+    encoder indices; `layers=None`: those of an existing cache, else all). See the module docstring."""
     data_dir = Path(data_dir)
     if views > 1 and wave_cfg is None:
         raise CacheError(f"views={views} needs a wave augmentation chain (embed.views_augment)")
     root = Path(root) if root else default_root(output_root, data_dir, encoder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
+    if layers is None:
+        layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
     chosen = chosen_layers(layers, len(model.encoder.layers) + 1)
     meta = {"encoder": str(encoder), "weights_sha256": weights_fingerprint(resolve_weights(encoder, models_dir)),
             "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir), "layers": chosen,

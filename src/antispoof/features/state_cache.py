@@ -67,7 +67,8 @@ def weights_fingerprint(checkpoint: Path) -> str:
 
 def default_root(output_root: str | Path, data_dir: str | Path, encoder: str) -> Path:
     """folds/<dataset>/_embeddings/<encoder name>: beside the runs that train on it."""
-    name = Path(str(encoder)).name if Path(str(encoder)).is_dir() else str(encoder)
+    path = Path(str(encoder))
+    name = (path.parent.name if path.is_file() else path.name) if path.exists() else str(encoder)
     return Path(output_root) / Path(data_dir).name / "_embeddings" / name.replace("/", "_")
 
 

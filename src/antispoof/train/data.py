@@ -73,7 +73,6 @@ class FoldData:
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=_workers(d.num_workers),
                           persistent_workers=False, pin_memory=torch.cuda.is_available())
 
-
     def _state_loader(self, table: pd.DataFrame, train: bool) -> DataLoader:
         """Cached encoder states instead of audio (frozen-encoder heads): no reading, no wave chain."""
         d, views = self.cfg.data, int(self.cfg.embed.views) if train else 1
