@@ -198,3 +198,13 @@ def test_augmented_views_are_cached_and_drawn_per_epoch(tiny, tmp_path):
     assert [data[i]["states"].float().sum().item() for i in range(10)] == drawn[0]
     assert StateCache(root).missing([f"{u}#aug1" for u in load_split(tiny, "test").utt_id]) != [], \
         "test clips get no augmented views"
+
+
+def test_embed_command_takes_an_experiments_cache_settings(tiny, cache, capsys):
+    from antispoof.cli import main
+
+    assert main(["embed", "--data", str(tiny), "--model", "whisper_tiny_pooled", "--out", str(cache.root)]) == 0
+    assert "all" in capsys.readouterr().out  # every clip already cached: nothing encoded
+    assert main(["embed", "--data", str(tiny), "--model", "selcnn_segbw"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "no `embed` section" in error

@@ -84,6 +84,7 @@ class StateCache:
             raise CacheError(f"{self.root}: no state cache here ({META} missing); run `antispoof embed` first")
         self.meta = json.loads(meta.read_text())
         self.index = read_index(self.root)
+        self._where = dict(zip(self.index.index, zip(self.index.shard, self.index.start, self.index.frames)))
         self._shards: dict[int, np.ndarray] = {}
         cached = list(self.meta["layers"])
         self.layers = cached if layers is None else list(layers)
@@ -100,10 +101,10 @@ class StateCache:
         return int(self.meta["dim"])
 
     def frames(self, utt_id: str) -> int:
-        return int(self.index.at[utt_id, "frames"])
+        return int(self._where[utt_id][2])
 
     def missing(self, utt_ids) -> list[str]:
-        return [u for u in utt_ids if u not in self.index.index]
+        return [u for u in utt_ids if u not in self._where]
 
     def require(self, utt_ids, what: str = "clips") -> None:
         """Fail in one line unless every clip is cached."""
@@ -113,7 +114,7 @@ class StateCache:
                              "`antispoof embed` completes the cache")
 
     def states(self, utt_id: str) -> np.ndarray:
-        shard, start, frames = self.index.loc[utt_id, ["shard", "start", "frames"]]
+        shard, start, frames = self._where[utt_id]
         if shard not in self._shards:
             self._shards[shard] = np.load(self.root / f"shard_{shard:05d}.npy", mmap_mode="r")
         states = self._shards[shard][start: start + frames]

@@ -31,9 +31,11 @@ class StateDataset(Dataset):
     def __init__(self, table: pd.DataFrame, cache: StateCache, segments: dict[str, np.ndarray] | None = None,
                  views: int = 1, seed: int = 0):
         self.table = table.reset_index(drop=True)
-        self.cache, self.segments = cache, segments or {}
+        self.cache = cache
         self.views, self.seed, self.epoch = views, seed, 0
         cache.require([view_id(u, v) for u in self.table.utt_id for v in range(views)])
+        # labels once, not per item: an epoch over cached states is short enough for pandas to show
+        self.labels = [clip_labels(row, segments or {}) for row in self.table.itertuples()]
 
     def __len__(self) -> int:
         return len(self.table)
@@ -42,14 +44,14 @@ class StateDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict:
-        row = self.table.iloc[index]
+        utt_id = self.table.utt_id.iat[index]
         view = 0
         if self.views > 1:
-            view = int(rng_for(self.seed, self.epoch, row.utt_id, "view").integers(self.views))
-        states = np.asarray(self.cache.states(view_id(row.utt_id, view)))
-        label, seg = clip_labels(row, self.segments)
+            view = int(rng_for(self.seed, self.epoch, utt_id, "view").integers(self.views))
+        states = np.array(self.cache.states(view_id(utt_id, view)))
+        label, seg = self.labels[index]
         seg = fit_labels(seg, LABELS_PER_FRAME * len(states))
-        return {"utt_id": row.utt_id, "states": torch.from_numpy(states.copy()), "label": label,
+        return {"utt_id": utt_id, "states": torch.from_numpy(states), "label": label,
                 "seg": torch.from_numpy(np.ascontiguousarray(seg))}
 
 

@@ -136,11 +136,13 @@ class MHFAHead(FrozenHead):
     def forward(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
         lengths = _lengths(states, lengths)
         x = self.normalise(states)
-        keys = self.keys(self.key_layers(x))            # [B, T, c]
-        values = self.values(self.value_layers(x))      # [B, T, c]
+        # both layer weightings in one pass over the states (the costliest read on a CPU)
+        weights = torch.stack([self.key_layers.logits.softmax(0), self.value_layers.logits.softmax(0)], 1)
+        mixed = torch.einsum("btld,lk->kbtd", x, weights)
+        keys, values = self.keys(mixed[0]), self.values(mixed[1])  # [B, T, c] each
         valid = valid_mask(lengths, x.shape[1])
-        weights = self.attention(keys).masked_fill(~valid[..., None], -math.inf).softmax(1)  # [B, T, H]
-        pooled = torch.einsum("bth,btc->bhc", weights, values).flatten(1)                    # [B, H * c]
+        attention = self.attention(keys).masked_fill(~valid[..., None], -math.inf).softmax(1)  # [B, T, H]
+        pooled = torch.einsum("bth,btc->bhc", attention, values).flatten(1)                    # [B, H * c]
         utt_logits = self.utt_head(self.embed(pooled))
         context = self.seg_context((values * valid[..., None]).transpose(1, 2)).transpose(1, 2)
         return self.outputs(utt_logits, self.seg_head(context), lengths)
