@@ -140,7 +140,7 @@ def test_an_mhfa_head_learns_real_clips(tiny, cache):
     model = MHFAHead(FrozenHeadConfig(n_states=cache.n_states, dim=cache.dim, heads=4, dropout=0.0))
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
-    for _ in range(25):
+    for _ in range(12):
         for batch in loader:
             out = model(batch["states"], batch["lengths"])
             seg = class_targets(model.segment_targets(batch["seg"], out["seg_lengths"]))

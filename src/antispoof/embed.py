@@ -98,6 +98,15 @@ def clips_to_embed(data_dir: Path, views: int) -> pd.DataFrame:
     return clips
 
 
+def cache_meta(model: WhisperDetector, encoder: str, models_dir: str, data_dir: Path, layers: list[int],
+               max_seconds: float, views: int) -> dict:
+    """What a cache is made of: the fingerprints and settings open_for_writing compares."""
+    return {"encoder": str(encoder), "weights_sha256": weights_fingerprint(resolve_weights(encoder, models_dir)),
+            "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir), "layers": layers,
+            "dim": int(model.encoder.config.d_model), "dtype": "float16", "hop_s": FRAME_HOP_S,
+            "max_seconds": max_seconds, "views": views}
+
+
 def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="all", root: str | Path | None = None,
                   output_root: str | Path = "folds", batch_seconds: float = 120.0, max_seconds: float = 15.0,
                   views: int = 1, wave_cfg=None, seed: int = 0, device: str | None = None,
@@ -113,10 +122,7 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
     chosen = chosen_layers(layers, len(model.encoder.layers) + 1)
-    meta = {"encoder": str(encoder), "weights_sha256": weights_fingerprint(resolve_weights(encoder, models_dir)),
-            "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir), "layers": chosen,
-            "dim": int(model.encoder.config.d_model), "dtype": "float16", "hop_s": FRAME_HOP_S,
-            "max_seconds": max_seconds, "views": views}
+    meta = cache_meta(model, encoder, models_dir, data_dir, chosen, max_seconds, views)
     meta, done = open_for_writing(root, meta, force=force)
     stored = list(meta["layers"])  # an existing cache may hold more layers than asked: keep filling them
     clips = clips_to_embed(data_dir, views)
