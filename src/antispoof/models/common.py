@@ -71,3 +71,16 @@ def two_level_cross_entropy(outputs: dict, utt_targets: torch.Tensor, seg_target
     if not torch.is_tensor(total):
         total = seg_logits.sum() * 0.0  # nothing labelled: a zero that still has a graph
     return {"utt": utt, "seg": seg, "total": total}
+
+
+def two_level_outputs(utt_logits: torch.Tensor, seg_logits: torch.Tensor, seg_lengths: torch.Tensor,
+                      utterance_score: str = "utt") -> dict:
+    """The Detector outputs of a 2-logit detector (column 0 bona fide, 1 spoof): scores are the
+    log-odds logit_bona - logit_spoof, NaN past seg_lengths; the utterance score is the utterance
+    branch's (`utt`) or the lowest segment score (`seg_min`)."""
+    valid = valid_mask(seg_lengths, seg_logits.shape[1])
+    seg_scores = (seg_logits[..., 0] - seg_logits[..., 1]).masked_fill(~valid, math.nan)
+    utt_branch = utt_logits[:, 0] - utt_logits[:, 1]
+    utt_score = utt_branch if utterance_score == "utt" else masked_min(seg_scores, valid)
+    return {"utt_logits": utt_logits, "seg_logits": seg_logits, "seg_lengths": seg_lengths,
+            "utt_score": utt_score, "utt_branch_score": utt_branch, "seg_scores": seg_scores}

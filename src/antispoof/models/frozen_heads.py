@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from antispoof.models.common import masked_mean, masked_min, segment_targets, two_level_cross_entropy, valid_mask
+from antispoof.models.common import (masked_mean, segment_targets, two_level_cross_entropy, two_level_outputs,
+                                     valid_mask)
 
 FRAME_LABELS = 2  # one encoder frame per 20 ms = two 10 ms labels
 
@@ -89,12 +90,7 @@ class FrozenHead(nn.Module):
         return F.layer_norm(states.float(), states.shape[-1:])
 
     def outputs(self, utt_logits: torch.Tensor, seg_logits: torch.Tensor, lengths: torch.Tensor) -> dict:
-        valid = valid_mask(lengths, seg_logits.shape[1])
-        seg_scores = (seg_logits[..., 0] - seg_logits[..., 1]).masked_fill(~valid, math.nan)
-        utt_branch = utt_logits[:, 0] - utt_logits[:, 1]
-        utt_score = utt_branch if self.config.utterance_score == "utt" else masked_min(seg_scores, valid)
-        return {"utt_logits": utt_logits, "seg_logits": seg_logits, "seg_lengths": lengths,
-                "utt_score": utt_score, "utt_branch_score": utt_branch, "seg_scores": seg_scores}
+        return two_level_outputs(utt_logits, seg_logits, lengths, self.config.utterance_score)
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
         """Cross-entropy at both levels (models.common.two_level_cross_entropy)."""

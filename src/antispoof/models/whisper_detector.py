@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from antispoof.features import WhisperLogMel
-from antispoof.models.common import (masked_mean, masked_min, segment_targets, two_level_cross_entropy,
+from antispoof.models.common import (masked_mean, segment_targets, two_level_cross_entropy, two_level_outputs,
                                      valid_mask)
 from antispoof.models.whisper_weights import MODELS_DIR, WeightsError, resolve_weights
 from antispoof.utils import seeded_global_rngs
@@ -323,11 +323,7 @@ class WhisperDetector(nn.Module):
         pooled = self.pool(h, valid) if self.pool is not None else masked_mean(h, valid)
         utt_logits = self.utt_head(pooled).float()
         seg_logits = self.seg_head(h).float()
-        seg_scores = (seg_logits[..., 0] - seg_logits[..., 1]).masked_fill(~valid, math.nan)
-        utt_branch = utt_logits[:, 0] - utt_logits[:, 1]
-        utt_score = utt_branch if self.config.utterance_score == "utt" else masked_min(seg_scores, valid)
-        return {"utt_logits": utt_logits, "seg_logits": seg_logits, "seg_lengths": seg_lengths,
-                "utt_score": utt_score, "utt_branch_score": utt_branch, "seg_scores": seg_scores}
+        return two_level_outputs(utt_logits, seg_logits, seg_lengths, self.config.utterance_score)
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
         """Cross-entropy at both levels; targets are spoof probabilities (class indices 0 bona fide,
