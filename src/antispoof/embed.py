@@ -98,13 +98,16 @@ def clips_to_embed(data_dir: Path, views: int) -> pd.DataFrame:
     return clips
 
 
-def cache_meta(model: WhisperDetector, encoder: str, models_dir: str, data_dir: Path, layers: list[int],
-               max_seconds: float, views: int) -> dict:
-    """What a cache is made of: the fingerprints and settings open_for_writing compares."""
-    return {"encoder": str(encoder), "weights_sha256": weights_fingerprint(resolve_weights(encoder, models_dir)),
-            "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir), "layers": layers,
-            "dim": int(model.encoder.config.d_model), "dtype": "float16", "hop_s": FRAME_HOP_S,
-            "max_seconds": max_seconds, "views": views}
+def cache_meta(checkpoint: Path, encoder: str, data_dir: Path, layers, max_seconds: float, views: int) -> dict:
+    """What a cache is made of: the fingerprints and settings open_for_writing compares, read off
+    the checkpoint's config and files (no model is built for it)."""
+    from transformers import WhisperConfig
+
+    whisper = WhisperConfig.from_pretrained(checkpoint)
+    return {"encoder": str(encoder), "weights_sha256": weights_fingerprint(checkpoint),
+            "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir),
+            "layers": chosen_layers(layers, whisper.encoder_layers + 1), "dim": int(whisper.d_model),
+            "dtype": "float16", "hop_s": FRAME_HOP_S, "max_seconds": max_seconds, "views": views}
 
 
 def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="all", root: str | Path | None = None,
@@ -112,39 +115,40 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
                   views: int = 1, wave_cfg=None, seed: int = 0, device: str | None = None,
                   force: bool = False, models_dir: str = str(MODELS_DIR)) -> tuple[Path, list[int]]:
     """Encode every clip not cached yet; -> the cache folder and the layers asked for (as
-    encoder indices; `layers=None`: those of an existing cache, else all). See the module docstring."""
+    encoder indices; `layers=None`: those of an existing cache, else all). See the module docstring.
+    The encoder is only loaded when something is left to encode (a finished cache costs a hash)."""
     data_dir = Path(data_dir)
     if views > 1 and wave_cfg is None:
         raise CacheError(f"views={views} needs a wave augmentation chain (embed.views_augment)")
     root = Path(root) if root else default_root(output_root, data_dir, encoder)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
-    chosen = chosen_layers(layers, len(model.encoder.layers) + 1)
-    meta = cache_meta(model, encoder, models_dir, data_dir, chosen, max_seconds, views)
-    meta, done = open_for_writing(root, meta, force=force)
-    stored = list(meta["layers"])  # an existing cache may hold more layers than asked: keep filling them
+    asked = cache_meta(resolve_weights(encoder, models_dir), encoder, data_dir, layers, max_seconds, views)
+    meta, done = open_for_writing(root, asked, force=force)
     clips = clips_to_embed(data_dir, views)
     todo = clips[~clips.key.isin(done.index)].reset_index(drop=True)
     if todo.empty:
         print(f"{root}: all {len(clips)} clips cached")
-        return root, chosen
-    augment = wave_augmenter(wave_cfg, load_split(data_dir, "train")) if views > 1 else None
-    segments = load_segments(data_dir / "train_segments.npz", load_split(data_dir, "train")) if views > 1 else {}
+        return root, asked["layers"]
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
+    train = load_split(data_dir, "train") if views > 1 else None
+    augment = wave_augmenter(wave_cfg, train) if views > 1 else None
+    segments = load_segments(data_dir / "train_segments.npz", train) if views > 1 else {}
     number, started = next_shard_number(root), time.time()
     bar = tqdm(total=float(todo.duration.sum()), unit="s", unit_scale=True, desc=f"embed {Path(str(encoder)).name}")
     for batch in length_batches(todo.duration.to_numpy(), batch_seconds):
         rows = todo.iloc[batch]
         waves = [_view_wave(row, augment, segments, seed) for row in rows.itertuples()]
-        states = encode_clips(model, waves, stored, device)
+        # an existing cache may hold more layers than asked: it is filled with all of its own
+        states = encode_clips(model, waves, meta["layers"], device)
         write_shard(root, number, list(zip(rows.key, states)))
         number += 1
         bar.update(float(rows.duration.sum()))
     bar.close()
     hours = todo.duration.sum() / 3600
     print(f"{root}: {len(todo)} clips ({hours:.2f} h) embedded in {time.time() - started:.0f} s")
-    return root, chosen
+    return root, asked["layers"]
 
 
 def _view_wave(row, augment: WaveAugmenter | None, segments: dict, seed: int) -> np.ndarray:

@@ -89,16 +89,17 @@ def fit_labels(seg: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([seg, np.full(n - len(seg), seg[-1], seg.dtype)])
 
 
-def collate(items: list[dict]) -> dict:
-    """Zero-pad waveforms and -1-pad segment labels; keep the true lengths."""
-    lengths = torch.tensor([len(it["wave"]) for it in items])
+def collate(items: list[dict], key: str = "wave", dtype: torch.dtype = torch.float32) -> dict:
+    """Zero-pad each item's `key` tensor along its first axis (waveforms [S]; cached encoder
+    states [T, layers, dim] with key="states") and -1-pad segment labels; keep the true lengths."""
+    lengths = torch.tensor([len(it[key]) for it in items])
     seg_lengths = torch.tensor([len(it["seg"]) for it in items])
-    wave = torch.zeros(len(items), int(lengths.max()))
+    padded = torch.zeros(len(items), int(lengths.max()), *items[0][key].shape[1:], dtype=dtype)
     seg = torch.full((len(items), int(seg_lengths.max())), UNKNOWN, dtype=torch.long)
     for i, it in enumerate(items):
-        wave[i, : lengths[i]] = it["wave"]
+        padded[i, : lengths[i]] = it[key]
         seg[i, : seg_lengths[i]] = it["seg"]
-    return {"utt_id": [it["utt_id"] for it in items], "wave": wave, "lengths": lengths,
+    return {"utt_id": [it["utt_id"] for it in items], key: padded, "lengths": lengths,
             "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths,
             "relabelled": torch.tensor([it.get("relabelled", False) for it in items])}
 

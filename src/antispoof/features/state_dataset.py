@@ -7,14 +7,16 @@ labels as data.dataset.ClipDataset (utterance label, 10 ms segment labels fitted
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from antispoof.data.dataset import clip_labels, fit_labels
+from antispoof.data.dataset import clip_labels, collate, fit_labels
 from antispoof.features.state_cache import FRAME_HOP_S, StateCache
-from antispoof.schema import SEGMENT_HOP_S, UNKNOWN
+from antispoof.schema import SEGMENT_HOP_S
 from antispoof.utils import rng_for
 
 LABELS_PER_FRAME = round(FRAME_HOP_S / SEGMENT_HOP_S)  # two 10 ms labels per encoder frame
@@ -30,21 +32,21 @@ class StateDataset(Dataset):
 
     def __init__(self, table: pd.DataFrame, cache: StateCache, segments: dict[str, np.ndarray] | None = None,
                  views: int = 1, seed: int = 0):
-        self.table = table.reset_index(drop=True)
+        self.utt_ids = table.utt_id.tolist()
         self.cache = cache
         self.views, self.seed, self.epoch = views, seed, 0
-        cache.require([view_id(u, v) for u in self.table.utt_id for v in range(views)])
+        cache.require([view_id(u, v) for u in self.utt_ids for v in range(views)])
         # labels once, not per item: an epoch over cached states is short enough for pandas to show
-        self.labels = [clip_labels(row, segments or {}) for row in self.table.itertuples()]
+        self.labels = [clip_labels(row, segments or {}) for row in table.itertuples()]
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self.utt_ids)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict:
-        utt_id = self.table.utt_id.iat[index]
+        utt_id = self.utt_ids[index]
         view = 0
         if self.views > 1:
             view = int(rng_for(self.seed, self.epoch, utt_id, "view").integers(self.views))
@@ -55,15 +57,5 @@ class StateDataset(Dataset):
                 "seg": torch.from_numpy(np.ascontiguousarray(seg))}
 
 
-def collate_states(items: list[dict]) -> dict:
-    """Zero-pad states [B, T, layers, dim] (float16) and -1-pad 10 ms labels; `lengths` are frames."""
-    lengths = torch.tensor([len(it["states"]) for it in items])
-    seg_lengths = torch.tensor([len(it["seg"]) for it in items])
-    first = items[0]["states"]
-    states = first.new_zeros(len(items), int(lengths.max()), *first.shape[1:])
-    seg = torch.full((len(items), int(seg_lengths.max())), UNKNOWN, dtype=torch.long)
-    for i, it in enumerate(items):
-        states[i, : lengths[i]] = it["states"]
-        seg[i, : seg_lengths[i]] = it["seg"]
-    return {"utt_id": [it["utt_id"] for it in items], "states": states, "lengths": lengths,
-            "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths}
+# states stay float16 in the batch (half the memory); the heads normalise them in float32
+collate_states = functools.partial(collate, key="states", dtype=torch.float16)
