@@ -27,9 +27,9 @@ $(STAMP): requirements.txt pyproject.toml scripts/install_debian.sh
 weights: $(STAMP)
 	$(BIN)/antispoof weights
 
-## make data DATA=mini|full: build SpoofBench under data/spoofbench-<DATA> (resumable)
+## make data DATA=mini|full [ARGS=--force]: build SpoofBench under data/spoofbench-<DATA> (resumable)
 data: $(STAMP)
-	$(BIN)/antispoof data --preset $(DATA)
+	$(BIN)/antispoof data --preset $(DATA) $(ARGS)
 
 ## make folds DATA=mini K=5: folds/spoofbench-<DATA>/folds.csv
 folds: $(STAMP)

@@ -16,7 +16,7 @@ def _cmd_data(args):
     from antispoof.data.benchmark import build_benchmark
 
     cfg = load_config(args.config or f"configs/data/spoofbench_{args.preset}.yaml", args.overrides)
-    out = build_benchmark(cfg, workers=args.workers)
+    out = build_benchmark(cfg, workers=args.workers, force=args.force)
     print(f"data set ready: {out}")
 
 
@@ -34,8 +34,35 @@ def _cmd_probe(args):
 def _cmd_folds(args):
     from antispoof.data.folds import make_folds
 
-    out = make_folds(args.data, k=args.k, seed=args.seed, out=args.out)
+    out = make_folds(args.data, k=args.k, seed=args.seed, out=args.out, check_audio=not args.no_audio_check)
     print(f"folds written: {out}")
+
+
+def _cmd_check(args):
+    """Every clip of a data set through the audio check: one line per unusable clip, exit 1 if any."""
+    from dataclasses import replace
+
+    from antispoof.config import data_dir
+    from antispoof.data.clip_check import check_clips, default_limits
+    from antispoof.data.manifest import load_split
+
+    limits = replace(default_limits(), **{k: v for k, v in (("min_seconds", args.min_seconds),
+                                                            ("max_seconds", args.max_seconds),
+                                                            ("silence_dbfs", args.silence_dbfs)) if v is not None})
+    root, n_bad, n_all = data_dir(args.data), 0, 0
+    for split in ("train", "test"):
+        if split == "test" and not (root / "test.csv").exists():
+            continue
+        table = load_split(root, split)
+        result = check_clips(table["audio"], limits, progress=f"checking {split}.csv")
+        for utt_id, problem in zip(table["utt_id"], result["problem"]):
+            if problem:
+                print(f"{split} {utt_id}: {problem}")
+        n_bad, n_all = n_bad + int((result["problem"] != "").sum()), n_all + len(table)
+    print(f"{root}: {n_all - n_bad} of {n_all} clips usable ({limits.min_seconds:g}-{limits.max_seconds:g} s, "
+          f"peak above {limits.silence_dbfs:g} dBFS, finite samples)")
+    if n_bad:
+        raise SystemExit(1)
 
 
 def _cmd_evaluate(args):
@@ -110,17 +137,21 @@ def _cmd_weights(args):
 
 def _cmd_import(args):
     from antispoof.data import importers
+    from antispoof.data.layout import check_free
+
+    check_free(args.out, args.force, "antispoof import")  # before a long scan of the corpus
 
     if args.format == "partialspoof":
-        out = importers.import_partialspoof(args.root, args.out)
+        out = importers.import_partialspoof(args.root, args.out, force=args.force)
     elif args.format == "asvspoof2019":
-        out = importers.import_asvspoof2019_la(args.root, args.out)
+        out = importers.import_asvspoof2019_la(args.root, args.out, force=args.force)
     else:
         if not args.csv or not args.audio_dir:
             raise SystemExit("antispoof import csv: --csv and --audio-dir are required")
         out = importers.import_competition_csv(
             args.csv, args.audio_dir, args.out, test_dir=args.test_dir,
-            id_column=args.id_column, label_column=args.label_column, spoof_value=args.spoof_value)
+            id_column=args.id_column, label_column=args.label_column, spoof_value=args.spoof_value,
+            force=args.force)
     print(f"imported: {out}")
 
 
@@ -132,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="mini", help="mini or full (configs/data/spoofbench_<preset>.yaml)")
     p.add_argument("--config", help="explicit data config file (overrides --preset)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a data set of other settings at out_dir (built aside, then swapped in)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. seed=1 n_bonafide=300")
     p.set_defaults(func=_cmd_data)
 
@@ -151,7 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output CSV (default folds/<dataset>/folds.csv)")
+    p.add_argument("--no-audio-check", action="store_true", help="make folds without the audio (no check)")
     p.set_defaults(func=_cmd_folds)
+
+    p = sub.add_parser("check", help="check every clip of a data set: unreadable, empty, NaN, silent, too short/long")
+    p.add_argument("--data", required=True, help="mini, full or a data set folder")
+    p.add_argument("--min-seconds", type=float, help="default: data.check.min_seconds of configs/train/default.yaml")
+    p.add_argument("--max-seconds", type=float)
+    p.add_argument("--silence-dbfs", type=float, help="a clip whose peak stays below this is silent")
+    p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("evaluate", help="EER, minDCF, actDCF, Cllr from ASVspoof 5 score/key TSVs")
     p.add_argument("--scores", required=True, help="TSV: filename<TAB>cm-score, with header")
@@ -217,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default="speech_name")
     p.add_argument("--label-column", default="label")
     p.add_argument("--spoof-value", default="1", help="label value that means spoof (csv format)")
+    p.add_argument("--force", action="store_true", help="replace the data set at --out (built aside, then swapped in)")
     p.set_defaults(func=_cmd_import)
     return parser
 
@@ -225,12 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from antispoof.compare import CompareError
     from antispoof.config import ConfigError
+    from antispoof.data.audio import AudioError
     from antispoof.schema import ManifestError
     from antispoof.models.whisper_weights import WeightsError
 
     try:
         args.func(args)
-    except (CompareError, ConfigError, ManifestError, WeightsError, FileNotFoundError) as err:
+    except (AudioError, CompareError, ConfigError, ManifestError, WeightsError, FileNotFoundError) as err:
         print(f"antispoof {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -8,17 +8,26 @@ whatever the key held, while a mapping (or `augment.batch.mixup.p=0.5`) edits th
 An override must name a key the config already has (a typo such as `vote.mdoe=hard` would
 otherwise do nothing, silently); `+key=value` adds a new one, e.g. an extra LightGBM argument.
 Keys under an empty mapping (`model.lfcc: {}`, a bag of keyword arguments) are free to add.
+
+An override's value must also fit the type of the value it replaces, checked before any work
+starts (`trainer.max_epochs=abc` would otherwise fail deep inside Lightning after the data are
+loaded, and be saved in config.yaml): an integer stays an integer, a float takes any number, a
+bool takes true/false, a list a list, a mapping a mapping (or, for a preset key, a preset name);
+a string default takes any single value (`devices: auto` also takes 2), a null default anything. A key measured in a unit
+(`_s`, `_ms`, `_hz`, `_db`, `seconds`) is a real number (or null) even where its default reads `15` or null.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONFIG_ROOT = Path("configs")
 PRESET_KEYS = ("augment",)  # keys whose string value names configs/<key>/<name>.yaml
 _ABSENT = object()
+_UNIT_KEY = re.compile(r"(_s|_ms|_hz|_db|seconds)$")  # real-valued even when the default reads `15`
 
 
 class ConfigError(ValueError):
@@ -45,6 +54,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> DictCon
     for override in overrides or []:  # one at a time, so `augment=none augment.x=1` edits the preset
         if not override.startswith("+"):
             _check_known(merged, override.split("=", 1)[0], file)
+            _check_type(merged, override, file)
         merged = _expand_presets(OmegaConf.merge(merged, OmegaConf.from_dotlist([override.lstrip("+")])))
     return merged
 
@@ -59,6 +69,40 @@ def _check_known(cfg: DictConfig, key: str, file: Path) -> None:
     close = difflib.get_close_matches(key, _leaf_keys(cfg), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise ConfigError(f"{file}: unknown config key {key!r}{hint}; write +{key}=... to add a new key")
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (list, ListConfig)):
+        return "list"
+    if isinstance(value, (dict, DictConfig)):
+        return "mapping"
+    return "null" if value is None else "string"
+
+
+_ACCEPTS = {"int": {"int"}, "float": {"int", "float"}, "bool": {"bool"}, "list": {"list"},
+            "mapping": {"mapping"}, "string": {"string", "int", "float", "bool"}}
+_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "list": "a list [a, b]",
+          "mapping": "a mapping", "string": "a single value"}
+
+
+def _check_type(cfg: DictConfig, override: str, file: Path) -> None:
+    """Refuse `key=value` when the value does not fit the type of the key's current value (module doc)."""
+    key, text = override.split("=", 1)
+    old = OmegaConf.select(cfg, key, default=None)
+    new = OmegaConf.select(OmegaConf.from_dotlist([override]), key, default=None)
+    want, got = _kind(old), _kind(new)
+    if want in ("int", "null") and _UNIT_KEY.search(key.rsplit(".", 1)[-1]):
+        want = "float"  # seconds, hertz, decibels: a number (or null) whatever the default looks like
+    if key.split(".")[0] in PRESET_KEYS and "." not in key and got == "string":
+        return  # `augment=finvolution` names a preset in place of the mapping
+    if want in _ACCEPTS and got not in _ACCEPTS[want] and got != "null":
+        raise ConfigError(f"{file}: {key} must be {_NAMES[want]} (its default is {old!r}), got {text!r}")
 
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from antispoof.schema import fail, first_row, require_columns
 from antispoof.utils import atomic_path, write_json_atomic
 
 OUTPUT_ROOT = "folds"
@@ -78,5 +80,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def read_predictions(fold: Path, part: str) -> pd.DataFrame:
-    """A fold's `oof` or `test` prediction table."""
-    return read_table(Path(fold) / PREDICTIONS[part])
+    """A fold's `oof` or `test` prediction table, checked: the ensembles and comparisons join
+    tables on utt_id, so a duplicate id or a missing score would otherwise surface as a sklearn
+    message or an id mismatch with no file named."""
+    path = Path(fold) / PREDICTIONS[part]
+    if not path.is_file():
+        fail(path, "file not found")
+    try:
+        table = read_table(path)
+    except (OSError, ValueError) as err:  # pyarrow raises ArrowInvalid (a ValueError) on a bad file
+        fail(path, f"unreadable prediction table ({str(err).splitlines()[0]})")
+    require_columns(path, table, ("utt_id", "score"))
+    duplicated = table["utt_id"].duplicated()
+    if duplicated.any():
+        row = first_row(duplicated)
+        fail(path, f"duplicate utt_id '{table['utt_id'].iloc[row - 1]}'", row)
+    score = pd.to_numeric(table["score"], errors="coerce")
+    bad = ~np.isfinite(score.to_numpy(dtype=float))
+    if bad.any():
+        row = first_row(bad)
+        fail(path, f"score of '{table['utt_id'].iloc[row - 1]}' is {table['score'].iloc[row - 1]!r}, "
+                   "not a finite number", row)
+    return table

@@ -31,38 +31,102 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int = SR) -> np.ndarray:
     return resample_poly(wave, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
-def pyav_decode(path, container: str | None = None, sr: int = SR) -> np.ndarray:
-    """Decode an FFmpeg-readable file (path or in-memory file object) to mono float32 at `sr`."""
+def pyav_chunks(path, container: str | None = None, sr: int = SR):
+    """Decoded mono float32 chunks at `sr` of an FFmpeg-readable file (path or file object), as
+    they come out of the decoder: what a long recording is checked on without holding all of it."""
     import av
 
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-    chunks = []
+    produced = False
     try:
         with av.open(path if hasattr(path, "read") else str(path), "r", format=container) as inp:
             for frame in inp.decode(audio=0):
-                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-        chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+                for out in resampler.resample(frame):
+                    produced = True
+                    yield out.to_ndarray().reshape(-1).astype(np.float32)
+        for out in resampler.resample(None):
+            produced = True
+            yield out.to_ndarray().reshape(-1).astype(np.float32)
     except (av.error.FFmpegError, IndexError, ValueError) as err:
         raise AudioError(f"{path}: cannot decode it ({err})") from None
-    if not chunks:
+    if not produced:
         raise AudioError(f"{path}: no audio in it")
-    return np.concatenate(chunks).astype(np.float32)
 
 
-def read_audio(path: str | Path, sr: int = SR) -> np.ndarray:
-    """Read a file as mono float32 at `sr` (channels averaged)."""
+def pyav_decode(path, container: str | None = None, sr: int = SR) -> np.ndarray:
+    """Decode an FFmpeg-readable file (path or in-memory file object) to mono float32 at `sr`."""
+    return np.concatenate(list(pyav_chunks(path, container, sr)))
+
+
+def _missing_or_empty(path: Path) -> None:
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+
+
+def read_audio(path: str | Path, sr: int = SR, max_seconds: float | None = None) -> np.ndarray:
+    """Read a file as mono float32 at `sr` (channels averaged); at most `max_seconds` of it."""
     path = Path(path)
+    _missing_or_empty(path)
     suffix = path.suffix.lower()
     if suffix in PYAV_FORMATS:
-        return pyav_decode(path, PYAV_FORMATS[suffix], sr)
+        wave = pyav_decode(path, PYAV_FORMATS[suffix], sr)
+        return wave if max_seconds is None else wave[: int(max_seconds * sr)]
     try:
-        wave, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as fh:
+            frames = -1 if max_seconds is None else int(max_seconds * fh.samplerate)
+            wave, file_sr = fh.read(frames, dtype="float32", always_2d=True), fh.samplerate
     except (sf.LibsndfileError, RuntimeError) as err:
         try:
-            return pyav_decode(path, sr=sr)
+            wave = pyav_decode(path, sr=sr)
         except AudioError:
-            raise AudioError(f"{path}: unreadable audio ({err})") from None
+            raise AudioError(f"{path}: not a readable audio file ({_first_line(err)})") from None
+        return wave if max_seconds is None else wave[: int(max_seconds * sr)]
     return resample(wave.mean(axis=1), file_sr, sr)
+
+
+def _first_line(err: Exception) -> str:
+    """libsndfile's message without the path it repeats: `Error opening '...': Format not recognised.`"""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else text
+
+
+def iter_blocks(path: str | Path, block_s: float = 30.0):
+    """(samples [n, channels] float32 at the file's own rate, rate) blocks of at most `block_s`
+    seconds, so a check of an hour-long recording holds one block in memory, not the hour."""
+    path = Path(path)
+    _missing_or_empty(path)
+    if path.suffix.lower() not in PYAV_FORMATS:
+        try:
+            fh = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError) as err:
+            fh, error = None, err
+        if fh is not None:
+            with fh:
+                size = max(1, int(block_s * fh.samplerate))
+                while True:
+                    block = fh.read(size, dtype="float32", always_2d=True)
+                    if not len(block):
+                        return
+                    yield block, fh.samplerate
+            return
+        container = None
+    else:
+        container, error = PYAV_FORMATS[path.suffix.lower()], None
+    try:  # FFmpeg formats (and what soundfile cannot open, which may be one under another suffix)
+        pending, size = [], int(block_s * SR)
+        for chunk in pyav_chunks(path, container, SR):
+            pending.append(chunk)
+            if sum(map(len, pending)) >= size:
+                yield np.concatenate(pending)[:, None], SR
+                pending = []
+        if pending:
+            yield np.concatenate(pending)[:, None], SR
+    except AudioError:
+        if error is None:
+            raise
+        raise AudioError(f"{path}: not a readable audio file ({_first_line(error)})") from None
 
 
 def write_audio(path: str | Path, wave: np.ndarray, sr: int = SR) -> None:

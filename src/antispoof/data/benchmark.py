@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from antispoof.data import sources as src
 from antispoof.data.audio import SR, AudioError, write_audio
-from antispoof.data.layout import write_dataset
+from antispoof.data.layout import check_free, is_free, staging_dir, swap_in, write_dataset
 from antispoof.data.plan import ClipPlan, condition_of, make_plan
 from antispoof.data.render import Renderer, segment_labels
 from antispoof.data.spoofers import SynthesisError, check_tools
@@ -153,13 +153,30 @@ def add_conditions(rows: list[dict], unseen_attacks) -> list[dict]:
     return rows
 
 
-def build_benchmark(cfg: DictConfig, workers: int | None = None) -> Path:
+def _build_dir(target: Path, cfg: DictConfig, force: bool) -> Path:
+    """Where to render: the target itself when it is free or holds this very build (resume); else,
+    with `force`, a staging folder (kept between --force runs of one configuration, so it resumes
+    too) that replaces the target only once complete. Without `force` another data set there
+    (other settings, an import, anything else) is refused: a build never overwrites one."""
+    plan = Path(".work") / _plan_hash(cfg)
+    if is_free(target) or (target / plan).is_dir():
+        return target
+    check_free(target, force, "antispoof data")
+    staging = staging_dir(target)
+    if not (staging / plan).is_dir():
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"{target} holds another data set (other settings or builder version): building the new one in {staging}, swapped in when complete")
+    return staging
+
+
+def build_benchmark(cfg: DictConfig, workers: int | None = None, force: bool = False) -> Path:
     """Build (or resume) a SpoofBench preset; returns the data set folder."""
     missing = check_tools()
     if missing:
         raise SystemExit(f"missing programs {missing}: run `make setup` (it installs them with apt)")
     started = time.time()
-    out_dir = Path(cfg.out_dir)
+    target = Path(cfg.out_dir)
+    out_dir = _build_dir(target, cfg, force)
     out_dir.mkdir(parents=True, exist_ok=True)
     roots = [Path(r) for r in cfg.sources_roots]
     clips = src.discover(roots, cfg.corpora)
@@ -172,6 +189,7 @@ def build_benchmark(cfg: DictConfig, workers: int | None = None) -> Path:
           f"{n_clips} clips planned in {len(families)} families")
     rows, skipped, segments = render_all(families, cfg, out_dir, src.noise_beds(roots), workers)
     table = write_dataset(add_conditions(rows, cfg.attacks.unseen), segments, out_dir, METADATA)
+    out_dir = swap_in(out_dir, target)  # a --force rebuild was staged beside the old data set
     from antispoof.data.card import write_card
     from antispoof.data.probe import run_probe
 

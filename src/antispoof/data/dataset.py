@@ -10,11 +10,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from antispoof.data.audio import SR, resample
+from antispoof.data.audio import SR, read_audio
 from antispoof.data.manifest import constant_segments
 from antispoof.schema import SEGMENT_HOP_S, UNKNOWN
 from antispoof.utils import rng_for
@@ -52,8 +51,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.table.iloc[index]
-        wave, sr = sf.read(row.audio, dtype="float32", always_2d=True)
-        wave = resample(wave.mean(axis=1), sr, SR)
+        wave = read_audio(row.audio)  # an unreadable file is one line naming it (AudioError)
         label, seg = clip_labels(row, self.segments)
         seg = fit_labels(seg, n_frames(len(wave)))
         if self.crop and len(wave) > self.crop:
@@ -109,20 +107,29 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     Shuffles, sorts within pools of `pool_batches` batches by duration, cuts batches of at
     most `batch_size` clips and `max_batch_s` seconds of padded audio, then shuffles the
-    batches. Under DDP each rank takes every world_size-th batch (the last few are dropped
-    so every rank sees the same number of steps).
+    batches. Under DDP each rank takes every world_size-th batch. For training (`even`) the last
+    few are dropped so every rank takes the same number of gradient steps; for evaluation none
+    is dropped, so every clip is scored exactly once (ranks may then differ by one batch, which
+    evaluation allows; the module gathers uneven results).
     """
 
     def __init__(self, durations, batch_size: int, max_batch_s: float | None = None, shuffle: bool = True,
-                 seed: int = 0, pool_batches: int = 50, num_replicas: int | None = None, rank: int | None = None):
+                 seed: int = 0, pool_batches: int = 50, num_replicas: int | None = None, rank: int | None = None,
+                 even: bool = True):
         self.durations = np.asarray(durations, dtype=float)
         self.batch_size, self.max_batch_s = batch_size, max_batch_s
         self.shuffle, self.seed, self.pool = shuffle, seed, pool_batches * batch_size
-        if num_replicas is None:
-            dist = torch.distributed
-            ready = dist.is_available() and dist.is_initialized()
-            num_replicas, rank = (dist.get_world_size(), dist.get_rank()) if ready else (1, 0)
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank or 0, 0
+        self._replicas, self._rank, self.epoch, self.even = num_replicas, rank, 0, even
+
+    def _shard(self) -> tuple[int, int]:
+        """(world size, rank), read when batches are drawn, not when the sampler is made: the fit's
+        loaders are built before Lightning starts the process group."""
+        if self._replicas is not None:
+            return self._replicas, self._rank or 0
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -146,8 +153,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
                 batches.append(batch)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        usable = len(batches) - len(batches) % self.num_replicas if self.num_replicas > 1 else len(batches)
-        return batches[self.rank: usable: self.num_replicas]
+        replicas, rank = self._shard()
+        usable = len(batches) - len(batches) % replicas if self.even else len(batches)
+        return batches[rank: usable: replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches())

@@ -71,15 +71,29 @@ def assign_folds(df: pd.DataFrame, k: int = 5, seed: int = 0) -> np.ndarray:
     return folds
 
 
-def make_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path | None = None) -> Path:
+def _check_audio(csv_path: Path, df: pd.DataFrame) -> None:
+    from antispoof.data.clip_check import bad_clips_message, check_clips, default_limits
+
+    result = check_clips(df["audio"], default_limits(), progress="checking train.csv")
+    if (result["problem"] != "").any():
+        raise ManifestError(bad_clips_message(csv_path, result, f"antispoof check --data {csv_path.parent} "
+                                              "lists them all"))
+
+
+def make_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path | None = None,
+               check_audio: bool = True) -> Path:
     """Write folds.csv (utt_id, fold, label, group) for a data set's train.csv.
 
     Default output: folds/<data set folder name>/folds.csv under the working directory.
-    Audio files are not needed (fold making must work on a machine without the corpus).
+    The folds need no audio, but the clips are checked first (data/clip_check.py) so that a
+    broken clip is named now rather than in the middle of a fold; `check_audio=False`
+    (`antispoof folds --no-audio-check`) makes folds on a machine without the corpus.
     """
     data_dir = Path(data_dir)
     csv_path = data_dir / "train.csv"
     df = read_manifest(csv_path, "train", check_files=False)
+    if check_audio:
+        _check_audio(csv_path, df)
     if k < 2:
         raise ManifestError(f"{csv_path}: k = {k} folds; need k >= 2")
     groups = fold_groups(df)

@@ -15,10 +15,11 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from antispoof.data import manifest as mf
-from antispoof.data.layout import write_splits
+from antispoof.data.audio import AudioError
+from antispoof.data.clip_check import check_clip, default_limits
+from antispoof.data.layout import build_target, swap_in, write_splits
 from antispoof.schema import LABELS, ManifestError, read_text_table, require_columns
 from antispoof.utils import write_text_atomic
 
@@ -66,16 +67,12 @@ def _read_protocol(path: Path, subset: str, seen: dict[str, str]) -> list[Protoc
 
 
 def _duration(path: Path, where: str) -> float:
-    """Clip length in seconds from the file header (no decoding)."""
-    if not path.is_file():
-        raise ManifestError(f"{where}: audio file not found: {path}")
+    """Clip length in seconds, after the audio check every command runs (data/clip_check.py):
+    a corrupt, empty, NaN, silent, too short or too long file fails here naming the row."""
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-        raise ManifestError(f"{where}: unreadable audio {path} ({str(err).splitlines()[0]})") from None
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise ManifestError(f"{where}: empty audio file {path}")
-    return info.frames / info.samplerate
+        return check_clip(path, default_limits())
+    except AudioError as err:
+        raise ManifestError(f"{where}: {err}") from None
 
 
 def _durations(items: Iterable[tuple[Path, str]], workers: int) -> list[float]:
@@ -110,14 +107,14 @@ def _protocol_frame(rows: list[ProtocolRow], audio_path, source: str, workers: i
 
 
 def _write_protocol_corpus(out, title: str, root: Path, frames: dict[str, pd.DataFrame],
-                           segments: dict[str, dict], notes: str) -> Path:
+                           segments: dict[str, dict], notes: str, force: bool = False) -> Path:
     """train + dev -> train.csv; eval -> test.csv (only what a competitor sees) and solution.csv
     (labels and metadata); then the data card."""
     train = pd.concat([frames["train"], frames["dev"]], ignore_index=True)
     test, solution = frames["eval"][list(mf.TEST_COLUMNS)], frames["eval"].drop(columns=["path", "duration"])
     card = _card(title, str(root), {"train": train, "test": frames["eval"]}, notes)
     return _write_dataset(Path(out), train, {**segments["train"], **segments["dev"]}, test, solution,
-                          segments["eval"], card)
+                          segments["eval"], card, force=force)
 
 
 def _constant(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -144,15 +141,20 @@ def _card(title: str, origin: str, splits: dict[str, pd.DataFrame], notes: str) 
 
 def _write_dataset(out: Path, train: pd.DataFrame, train_segments: dict, test: pd.DataFrame | None,
                    solution: pd.DataFrame | None, solution_segments: dict | None, card: str,
-                   competition: dict | None = None) -> Path:
+                   competition: dict | None = None, force: bool = False) -> Path:
     """Write every file of the layout (data/layout.py), re-read it with the project's own validators
-    (audio already checked), then write the data card (it marks completion)."""
-    write_splits(out, train, train_segments, test, solution, solution_segments, competition)
-    mf.load_segments(out / "train_segments.npz", mf.load_split(out, "train", check_files=False))
-    if (out / "solution.csv").exists():
-        mf.load_segments(out / "solution_segments.npz", mf.load_split(out, "test", check_files=False))
-    write_text_atomic(out / "README.md", card)
-    return out
+    (audio already checked), then write the data card (it marks completion).
+
+    An existing data set at `out` is refused unless `force`; then the new one is written into a
+    staging folder and swapped in whole (layout.build_target / swap_in), so a failed import never
+    leaves the old train.csv beside a new test.csv."""
+    target = build_target(out, force, "antispoof import")
+    write_splits(target, train, train_segments, test, solution, solution_segments, competition)
+    mf.load_segments(target / "train_segments.npz", mf.load_split(target, "train", check_files=False))
+    if (target / "solution.csv").exists():
+        mf.load_segments(target / "solution_segments.npz", mf.load_split(target, "test", check_files=False))
+    write_text_atomic(target / "README.md", card)
+    return swap_in(target, out)
 
 
 def _find_root(root: Path, marker: str, wrappers: Iterable[str]) -> Path:
@@ -211,7 +213,7 @@ def _partialspoof_segments(rows: list[ProtocolRow], seglab: dict, seglab_path: P
     return segments
 
 
-def import_partialspoof(root: str | Path, out: str | Path, workers: int = 8) -> Path:
+def import_partialspoof(root: str | Path, out: str | Path, workers: int = 8, force: bool = False) -> Path:
     """Import the PartialSpoof database: train+dev -> train.csv, eval -> test/solution.
 
     `root` is the `database/` folder (or its parent). Segment labels come from
@@ -230,7 +232,7 @@ def import_partialspoof(root: str | Path, out: str | Path, workers: int = 8) -> 
     notes = ("PartialSpoof (Zhang et al.): utterances concatenating bona fide and spoofed "
              "(ASVspoof 2019 LA) segments. Segment labels at 10 ms, 1 = bona fide, 0 = spoof. "
              "`subset` keeps the official train/dev split; group = speaker.")
-    return _write_protocol_corpus(out, "PartialSpoof", root, frames, segments, notes)
+    return _write_protocol_corpus(out, "PartialSpoof", root, frames, segments, notes, force)
 
 
 # ---- ASVspoof 2019 LA ----------------------------------------------------------------
@@ -238,7 +240,7 @@ def import_partialspoof(root: str | Path, out: str | Path, workers: int = 8) -> 
 ASV19_PROTOCOLS = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
 
 
-def import_asvspoof2019_la(root: str | Path, out: str | Path, workers: int = 8) -> Path:
+def import_asvspoof2019_la(root: str | Path, out: str | Path, workers: int = 8, force: bool = False) -> Path:
     """Import ASVspoof 2019 LA: train+dev -> train.csv, eval -> test/solution.
 
     `root` is the `LA/` folder (or its parent). Utterances are wholly bona fide or wholly
@@ -257,7 +259,7 @@ def import_asvspoof2019_la(root: str | Path, out: str | Path, workers: int = 8) 
              "(attacks A01-A19; eval attacks differ from train/dev). `subset` keeps the official "
              "train/dev split; group = speaker; segment labels are constant per utterance.")
     segments = {subset: _constant(frame) for subset, frame in frames.items()}
-    return _write_protocol_corpus(out, "ASVspoof 2019 LA", root, frames, segments, notes)
+    return _write_protocol_corpus(out, "ASVspoof 2019 LA", root, frames, segments, notes, force)
 
 
 # ---- competition CSV ------------------------------------------------------------------
@@ -348,7 +350,7 @@ def _test_frame(test_dir: Path, use_names: bool, workers: int) -> pd.DataFrame:
 def import_competition_csv(csv: str | Path, audio_dir: str | Path, out: str | Path,
                            test_dir: str | Path | None = None, id_column: str = "speech_name",
                            label_column: str = "label", spoof_value: str | int = "1",
-                           workers: int = 8) -> Path:
+                           workers: int = 8, force: bool = False) -> Path:
     """Import a competition's labelled CSV (e.g. FinVolution `speech_name,label`).
 
     Rows -> train.csv (utt_id = the competition id, verbatim, so predictions map back);
@@ -391,4 +393,4 @@ def import_competition_csv(csv: str | Path, audio_dir: str | Path, out: str | Pa
              "(no solution.csv). Segment labels are constant per utterance; group = "
              + ("speaker." if "speaker" in train.columns else "utt_id."))
     card = _card(out.name, str(csv_path), {"train": train, "test": test}, notes)
-    return _write_dataset(out, train, _constant(train), test, None, None, card, competition)
+    return _write_dataset(out, train, _constant(train), test, None, None, card, competition, force)

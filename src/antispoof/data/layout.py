@@ -18,13 +18,15 @@ Reading and validating the manifests is data/manifest.py.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from antispoof.data.manifest import save_segments
-from antispoof.schema import LABELS, fail
+from antispoof.schema import LABELS, ManifestError, fail
 from antispoof.utils import write_csv_atomic, write_json_atomic
 
 COMPETITION_DEFAULTS = {
@@ -125,3 +127,56 @@ def write_dataset(rows: list[dict], segments: dict, out_dir: Path, metadata) -> 
                  {u: segments[u] for u in train.utt_id}, test[["utt_id", "path", "duration"]],
                  test[["utt_id", "label", *meta]], {u: segments[u] for u in test.utt_id}, competition)
     return table
+
+
+# ---- replacing a data set --------------------------------------------------------------
+
+def holds_dataset(folder) -> bool:
+    """A data set is there: the layout's train.csv (a finished import or build)."""
+    return (Path(folder) / "train.csv").is_file()
+
+
+def staging_dir(out) -> Path:
+    """Where a data set that will replace `out` is built: a hidden sibling, so the swap is a rename."""
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.staging"
+
+
+def is_free(out) -> bool:
+    out = Path(out)
+    return not out.exists() or (out.is_dir() and not any(out.iterdir()))
+
+
+def check_free(out, force: bool, command: str) -> None:
+    """Refuse to replace what is at `out` (a data set, or any non-empty folder) unless `force`."""
+    if not is_free(out) and not force:
+        what = "a data set is already there" if holds_dataset(out) else "the folder is not empty"
+        raise ManifestError(f"{out}: {what}; `{command} --force` builds the new one beside it and swaps it in")
+
+
+def build_target(out, force: bool, command: str) -> Path:
+    """The staging folder a new data set meant for `out` is written into, for `swap_in` to move into
+    place when it is complete (so a half-written one is never mistaken for a data set). Unless
+    `force`, `out` must be free (missing or an empty folder): an existing data set, or a folder
+    holding anything else, is refused, and a refused command leaves it untouched."""
+    check_free(out, force, command)
+    staging = staging_dir(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def swap_in(staging, out) -> Path:
+    """Move a complete staged data set to `out`: the old folder is renamed aside, the new one renamed
+    into place, then the old one is deleted. Each step is one rename, so a crash between them leaves
+    either data set whole (the old one at `.<name>.old`), never a mix of the two."""
+    staging, out = Path(staging), Path(out)
+    if staging == out:
+        return out
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

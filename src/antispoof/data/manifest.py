@@ -9,7 +9,9 @@ Every reader here fails with a one-line `ManifestError` naming the file and the 
 """
 from __future__ import annotations
 
+import csv
 import math
+import os
 import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -31,7 +33,19 @@ def read_table(csv_path: str | Path, required: Iterable[str]) -> pd.DataFrame:
     """Read a CSV with string ids; refuse missing columns and unparsable files."""
     df = read_text_table(csv_path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""])
     require_columns(csv_path, df, required)
+    _check_field_counts(Path(csv_path), len(df.columns))
     return df
+
+
+def _check_field_counts(csv_path: Path, n_columns: int) -> None:
+    """pandas fills a short row with NaN, which surfaces later as "unknown label 'nan'": name the
+    row and its field count instead. (A long row is already a parser error.)"""
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        records = (fields for fields in csv.reader(fh) if fields)  # pandas skips blank lines too
+        next(records, None)
+        for row, fields in enumerate(records, start=1):
+            if len(fields) < n_columns:
+                fail(csv_path, f"{len(fields)} field(s), the header has {n_columns}", row)
 
 
 def _check_ids(csv_path, df):
@@ -61,13 +75,27 @@ def _check_durations(csv_path, df):
     df["duration"] = dur.astype(float)
 
 
-def resolve_paths(df: pd.DataFrame, root: Path) -> pd.Series:
-    """Absolute audio paths: relative entries are taken relative to the data set folder."""
-    return df["path"].map(lambda p: str(p) if Path(str(p)).is_absolute() else str(root / str(p)))
+def resolve_paths(df: pd.DataFrame, root: Path, csv_path: Path | None = None) -> pd.Series:
+    """Absolute audio paths: relative entries are taken relative to the data set folder, and must
+    stay inside it (`../../etc/passwd` is refused naming the row). The check is lexical, after
+    resolving the symlinks of the data set folder itself, so a data set may be a symlink and may
+    hold symlinked audio; an absolute entry is an importer's explicit pointer into the original
+    corpus and is taken as written."""
+    base = Path(os.path.realpath(root))
+    resolved = []
+    for row, entry in enumerate(df["path"].astype(str), start=1):
+        if Path(entry).is_absolute():
+            resolved.append(entry)
+            continue
+        target = os.path.normpath(base / entry)
+        if os.path.commonpath([base, target]) != str(base):
+            fail(csv_path or root, f"path '{entry}' leads outside the data set folder {base}", row)
+        resolved.append(target)
+    return pd.Series(resolved, index=df.index, dtype=object)
 
 
 def _check_files(csv_path, df, root: Path):
-    absolute = resolve_paths(df, root)
+    absolute = resolve_paths(df, root, csv_path)
     missing = ~absolute.map(lambda p: Path(p).is_file())
     if missing.any():
         row = first_row(missing)
@@ -94,7 +122,7 @@ def read_manifest(csv_path: str | Path, kind: str = "train", check_files: bool =
             fail(csv_path, "empty path", first_row(empty))
         if check_files:
             _check_files(csv_path, df, csv_path.parent)
-        df["audio"] = resolve_paths(df, csv_path.parent)
+        df["audio"] = resolve_paths(df, csv_path.parent, csv_path)
     return df
 
 

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
+from antispoof.data.audio import SR, read_audio
+from antispoof.data.clip_check import bad_clips_message, check_clips, default_limits
 from antispoof.data.manifest import load_split
 from antispoof.metrics.detection import compute_eer
+from antispoof.schema import ManifestError
 from antispoof.utils import write_csv_atomic
 
 FEATURES = ("duration", "rms_db", "peak_db", "crest_db", "dc_offset", "zcr", "silence_ratio",
@@ -57,11 +59,19 @@ def clip_statistics(wave: np.ndarray, sr: int) -> dict[str, float]:
 
 
 def statistics_table(manifest: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for path in manifest["audio"]:
-        wave, sr = sf.read(path, dtype="float32")
-        rows.append(clip_statistics(wave if wave.ndim == 1 else wave.mean(axis=1), sr))
+    """The statistics of every clip, at 16 kHz (the clips passed the audio check first)."""
+    rows = [clip_statistics(read_audio(path), SR) for path in manifest["audio"]]
     return pd.DataFrame(rows, index=manifest.index)[list(FEATURES)]
+
+
+def _checked(data_dir: Path, split: str) -> pd.DataFrame:
+    """A split whose every clip passed the audio check (the probe needs all of them)."""
+    table = load_split(data_dir, split)
+    result = check_clips(table["audio"], default_limits(), progress=f"checking {split}.csv")
+    if (result["problem"] != "").any():
+        raise ManifestError(bad_clips_message(data_dir / f"{split}.csv", result,
+                                              f"antispoof check --data {data_dir} lists them all"))
+    return table
 
 
 def _model(seed: int) -> HistGradientBoostingClassifier:
@@ -82,7 +92,8 @@ def run_probe(data_dir: str | Path, submission: str | Path | None = None, folds:
 
 
 def _run_probe(data_dir, submission, folds: int, seed: int) -> dict:
-    train = load_split(data_dir, "train")
+    data_dir = Path(data_dir)
+    train = _checked(data_dir, "train")
     X, y = statistics_table(train), (train["label"] == "bonafide").to_numpy(int)
     groups = train["group"] if "group" in train else train["utt_id"]
     oof = np.zeros(len(train))
@@ -93,7 +104,7 @@ def _run_probe(data_dir, submission, folds: int, seed: int) -> dict:
     model = _model(seed).fit(X, y)
     importance = _importance(model, X, y, seed)
     result = {"cv_eer": float(cv_eer), "n_train": int(len(train)), "features": importance}
-    test = load_split(data_dir, "test")
+    test = _checked(data_dir, "test")
     test_scores = model.predict_proba(statistics_table(test))[:, 1]
     if "label" in test:
         lab = (test["label"] == "bonafide").to_numpy()

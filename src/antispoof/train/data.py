@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from antispoof.augment import WaveAugmenter
 from antispoof.config import load_config
+from antispoof.data.clip_check import CHECK_CACHE, ClipLimits, bad_clips_message, check_clips
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate
 from antispoof.data.folds import make_folds
 from antispoof.data.manifest import load_segments, load_split
@@ -38,10 +39,10 @@ class FoldData:
 
     def __init__(self, cfg: DictConfig, fold: int):
         data_dir = Path(cfg.data.dir)
-        train = load_split(data_dir, "train")
         folds_path = folds_csv(cfg.output_root, data_dir.name)
+        train, self.skipped = usable_clips(load_split(data_dir, "train"), cfg, data_dir / "train.csv")
         if not folds_path.exists():
-            make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_path)
+            make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_path, check_audio=False)
         folds = pd.read_csv(folds_path, dtype={"utt_id": str}).set_index("utt_id")["fold"]
         missing = set(train.utt_id) - set(folds.index)
         if missing:
@@ -51,7 +52,7 @@ class FoldData:
         in_fold = train.utt_id.map(folds).to_numpy() == fold
         self.train, self.valid = train[~in_fold], train[in_fold]
         self.segments = load_segments(data_dir / "train_segments.npz", train)
-        test = load_split(data_dir, "test")
+        test, _ = usable_clips(load_split(data_dir, "test"), cfg, data_dir / "test.csv", test=True)
         # The model and test.parquet never see hidden labels; they are joined only to score.
         self.test = test[[c for c in test.columns if c != "label"]]
         self.solution = test[[c for c in ("utt_id", "label", "condition") if c in test]] if "label" in test else None
@@ -61,25 +62,43 @@ class FoldData:
         self.wave_augment = wave_augmenter(augment_config(cfg).wave, self.train)
         self.cache = state_cache(cfg) if cfg.get("embed") else None
 
-    def loader(self, part: str, train: bool = False) -> DataLoader:
+    def loader(self, part: str, train: bool = False, shard: bool = True) -> DataLoader:
+        """A part's loader. Under DDP the fit's loaders are sharded across ranks (`shard`); the
+        prediction loaders after the fit are not (`shard=False`): one process scores every clip."""
         table = {"train": self.train, "valid": self.valid, "test": self.test}[part]
         d = self.cfg.data
-        if self.cache is not None:
-            return self._state_loader(table, train)
+        sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
+                                            seed=self.cfg.seed, even=train,
+                                            **({} if shard else {"num_replicas": 1, "rank": 0}))
+        if self.cache is not None:  # cached encoder states instead of audio: no reading, no wave chain
+            views = int(self.cfg.embed.views) if train else 1
+            dataset = StateDataset(table, self.cache, self.segments, views=views, seed=self.cfg.seed)
+            return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_states, num_workers=0)
         dataset = ClipDataset(table, self.segments, crop_s=d.crop_s if train else None, seed=self.cfg.seed,
                               augment=self.wave_augment if train else None)
-        sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
-                                            seed=self.cfg.seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=_workers(d.num_workers),
                           persistent_workers=False, pin_memory=torch.cuda.is_available())
 
-    def _state_loader(self, table: pd.DataFrame, train: bool) -> DataLoader:
-        """Cached encoder states instead of audio (frozen-encoder heads): no reading, no wave chain."""
-        d, views = self.cfg.data, int(self.cfg.embed.views) if train else 1
-        dataset = StateDataset(table, self.cache, self.segments, views=views, seed=self.cfg.seed)
-        sampler = LengthGroupedBatchSampler(table.duration, d.batch_size, d.max_batch_s, shuffle=train,
-                                            seed=self.cfg.seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_states, num_workers=0)
+
+def usable_clips(table: pd.DataFrame, cfg: DictConfig, csv_path: Path,
+                 test: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The audio check over a split (cached beside folds.csv): unusable clips fail in one line, or,
+    for training clips with `data.check.bad_train_clips: skip`, are dropped and returned to be listed."""
+    check = cfg.data.get("check")
+    policy = check.get("bad_train_clips", "error") if check is not None else "error"
+    if policy not in ("error", "skip"):
+        raise ManifestError(f"data.check.bad_train_clips must be error or skip, not {policy!r}")
+    cache = folds_csv(cfg.output_root, Path(cfg.data.dir).name).parent / CHECK_CACHE
+    result = check_clips(table["audio"], ClipLimits.from_config(check), cache, progress=f"checking {csv_path.name}")
+    bad = (result["problem"] != "").to_numpy()
+    if bad.any() and (test or policy == "error"):
+        hint = ("a test clip is never skipped" if test else "data.check.bad_train_clips=skip drops them") + \
+            f"; antispoof check --data {cfg.data.dir} lists them all"
+        raise ManifestError(bad_clips_message(csv_path, result, hint))
+    skipped = pd.DataFrame({"utt_id": table["utt_id"].to_numpy()[bad], "problem": result["problem"].to_numpy()[bad]})
+    for row in skipped.itertuples():
+        print(f"skipping training clip {row.utt_id}: {row.problem}")
+    return table[~bad], skipped
 
 
 def state_cache(cfg: DictConfig) -> StateCache:

@@ -18,13 +18,15 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from antispoof.config import data_dir, load_config
 from antispoof.runs import METRICS, fold_dir, is_finished, write_metrics
+from antispoof.train.checkpoints import CheckpointError, check_resumable, model_state
 from antispoof.train.data import FoldData, augment_config
 from antispoof.train.module import DetectorModule
-from antispoof.utils import write_text_atomic
+from antispoof.utils import write_csv_atomic, write_text_atomic
 
 
 # ---- configuration -------------------------------------------------------------------------
@@ -89,12 +91,6 @@ def peak_memory_gb(device: torch.device) -> float:
 
 # ---- folds ----------------------------------------------------------------------------------
 
-def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
-    """Model weights from a Lightning checkpoint (tensors only, so weights_only loading is safe)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-
-
 def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
     """Warm-up variants start from the same fold's single-level model, training it first if needed."""
     warm = cfg.get("warmup")
@@ -106,7 +102,12 @@ def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
     if not is_finished(base_dir):
         print(f"warm-up model {warm.experiment} fold {fold} missing: training it first")
         train_fold(base, fold)
-    loaded, fresh = module.model.load_warmup(load_checkpoint_state(base_dir / "checkpoints" / "best.ckpt"))
+    best = base_dir / "checkpoints" / "best.ckpt"
+    fix = f"retrain it: antispoof train --model {warm.experiment} --fold {fold} --force"
+    try:  # a warm-up model shares the trunk only; load_warmup refuses one with no trunk weight in common
+        loaded, fresh = module.model.load_warmup(model_state(best, fix))
+    except ValueError as err:
+        raise CheckpointError(f"{best}: made by another model ({err}); {fix}") from None
     print(f"warm start from {base_dir}: {len(loaded)} tensors loaded, {len(fresh)} new")
 
 
@@ -115,10 +116,13 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     from antispoof.predict import predict_table, write_predictions
 
     out = fold_dir(cfg, fold)
+    # Under DDP every rank runs this function (Lightning starts ranks > 0 as copies of the command,
+    # once rank 0 reaches the fit); only rank 0 writes or removes anything in the fold folder.
+    writer = rank_zero_only.rank == 0
     if is_finished(out) and not force:
         print(f"{out} is complete ({METRICS} exists); --force retrains it")
         return out
-    if force:  # a forced run starts from scratch: earlier checkpoints must not be resumed
+    if force and writer:  # a forced run starts from scratch: earlier checkpoints must not be resumed
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         (out / METRICS).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,32 +130,37 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     data = FoldData(cfg, fold)
     if data.cache is not None:  # a head on cached states takes their shape from the cache
         cfg.model.n_states, cfg.model.dim = data.cache.n_states, data.cache.dim
-    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if writer:
+        write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if len(data.skipped):  # data.check.bad_train_clips=skip: what the fold trained without
+            write_csv_atomic(data.skipped, out / "skipped_clips.csv")
     module = DetectorModule(cfg)
     print(f"augment {augment_config(cfg).get('name', 'custom')}: wave [{', '.join(data.wave_augment.names)}], "
           f"batch [{', '.join(module.batch_augment.names)}]")
     last = out / "checkpoints" / "last.ckpt"
-    if not last.exists():
+    if last.exists():
+        check_resumable(last, module.model)
+    else:
         _warm_start(module, cfg, fold)
     clock = EpochClock()
     trainer = make_trainer(cfg, out, clock)
     trainer.fit(module, data.loader("train", train=True), data.loader("valid"),
-                ckpt_path=last if last.exists() else None)
+                ckpt_path=last if last.exists() else None, weights_only=True)
     if trainer.interrupted:  # Ctrl-C: Lightning stops cleanly; last.ckpt is there to resume from
         print(f"interrupted: `antispoof train` again resumes from {last}")
         return out
     if not trainer.is_global_zero:
         return out
     best = out / "checkpoints" / "best.ckpt"
-    module.model.load_state_dict(load_checkpoint_state(best if best.exists() else last))
+    module.model.load_state_dict(model_state(best if best.exists() else last, "rerun with --force"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tables = {part: predict_table(module.model, data.loader(part), device, _precision(cfg.trainer.precision))
-              for part in ("valid", "test")}
+    tables = {part: predict_table(module.model, data.loader(part, shard=False), device,
+                                  _precision(cfg.trainer.precision)) for part in ("valid", "test")}
     metrics = write_predictions(tables, out, data)
     metrics.update({"fold": fold, "experiment": cfg.experiment, "epochs": trainer.current_epoch,
                     "seconds_per_epoch": float(np.mean(clock.seconds)) if clock.seconds else None,
                     "n_parameters": int(sum(p.numel() for p in module.model.parameters())),
                     "peak_memory_gb": peak_memory_gb(device), "device": device.type,
-                    "best_checkpoint": str(best)})
+                    "best_checkpoint": str(best), "skipped_train_clips": int(len(data.skipped))})
     write_metrics(out, metrics)
     return out

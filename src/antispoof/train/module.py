@@ -66,11 +66,24 @@ class DetectorModule(L.LightningModule):
         self._val_scores.append(out["utt_score"].detach().float().cpu())
         self._val_labels.append(batch["label"].cpu())
 
+    def _gather(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Every rank's values, concatenated: the ranks may hold different numbers of clips (the
+        evaluation sampler drops none), so each pads to the longest before all_gather."""
+        local = torch.cat(parts) if parts else torch.zeros(0)
+        if self.trainer.world_size == 1:
+            return local
+        sizes = self.all_gather(torch.tensor(len(local), device=self.device)).reshape(-1)
+        padded = torch.zeros(int(sizes.max()), dtype=local.dtype, device=self.device)
+        padded[: len(local)] = local.to(self.device)
+        gathered = self.all_gather(padded).reshape(len(sizes), -1)
+        return torch.cat([gathered[r, : int(n)] for r, n in enumerate(sizes)])
+
     def on_validation_epoch_end(self):
-        scores = self.all_gather(torch.cat(self._val_scores)).reshape(-1).cpu().numpy()
-        labels = self.all_gather(torch.cat(self._val_labels)).reshape(-1).cpu().numpy()
+        scores = self._gather(self._val_scores).float().cpu().numpy()
+        labels = self._gather([t.float() for t in self._val_labels]).cpu().numpy()
         self._val_scores.clear()
         self._val_labels.clear()
+        self.log("val_clips", float(len(scores)))  # every validation clip exactly once, on any number of ranks
         if (labels == 1).any() and (labels == 0).any():
             eer, _ = compute_eer(scores[labels == 1], scores[labels == 0])
             self.log("val_eer", float(eer), prog_bar=True)
