@@ -135,6 +135,9 @@ def _cmd_weights(args):
         print(f"{name}: {install_pretrained(name, args.models_dir, force=args.force)}")
 
 
+NATIVE_FORMATS = ("finvolution", "asvspoof5", "asvspoof2021", "inthewild")  # data/native_importers.py
+
+
 def _cmd_import(args):
     from antispoof.data import importers
     from antispoof.data.layout import check_free
@@ -145,6 +148,13 @@ def _cmd_import(args):
         out = importers.import_partialspoof(args.root, args.out, force=args.force)
     elif args.format == "asvspoof2019":
         out = importers.import_asvspoof2019_la(args.root, args.out, force=args.force)
+    elif args.format in NATIVE_FORMATS:
+        from antispoof.data.native_importers import import_native
+
+        if not args.root:
+            raise SystemExit(f"antispoof import {args.format}: --root is required")
+        out = import_native(args.format, args.root, args.out, track=args.track, train_from=args.train_from,
+                            force=args.force)
     else:
         if not args.csv or not args.audio_dir:
             raise SystemExit("antispoof import csv: --csv and --audio-dir are required")
@@ -249,8 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_weights)
 
     p = sub.add_parser("import", help="import a corpus into the manifest layout")
-    p.add_argument("format", choices=["partialspoof", "asvspoof2019", "csv"])
-    p.add_argument("--root", help="corpus root (partialspoof, asvspoof2019)")
+    p.add_argument("format", choices=["partialspoof", "asvspoof2019", *NATIVE_FORMATS, "csv"])
+    p.add_argument("--root", help="corpus root, as published (every format but csv)")
+    p.add_argument("--track", type=str.upper, choices=["LA", "DF"], help="ASVspoof 2021 track (asvspoof2021)")
+    p.add_argument("--train-from", metavar="DATASET",
+                   help="take train.csv from this imported data set (asvspoof2021, inthewild: test-only corpora)")
     p.add_argument("--out", required=True, help="output data set folder")
     p.add_argument("--csv", help="competition CSV with id and label columns (csv format)")
     p.add_argument("--audio-dir", help="folder with the training audio (csv format)")

@@ -1,6 +1,7 @@
 """The local leaderboard scorer: scores every file antispoof.submission writes, as a real leaderboard would.
 
-  * a label and/or score CSV in the competition's format (competition.json, data/layout.py):
+  * a label and/or score CSV in the competition's format (competition.json, data/layout.py: its
+    columns, label values, header or not, ids with their extension):
     F1 / precision / recall / accuracy of the labels; EER, minDCF, actDCF, Cllr, best F1 and
     EER per attack and language of the scores;
   * an ASVspoof 5 score TSV (`filename<TAB>cm-score`), scored as a score column;
@@ -79,9 +80,22 @@ def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
     ids = df[id_col].str.strip()
     if (ids == "").any():
         fail(path, f"empty {id_col}", row=first_row(ids == ""))
-    df[id_col] = ids
+    df[id_col] = _without_extension(path, ids, cfg)
     df["_row"] = np.arange(1, len(df) + 1)
     return df
+
+
+def _without_extension(path: Path, ids: pd.Series, cfg: dict) -> pd.Series:
+    """The competition's ids back to utt_ids: its id_extension (e.g. `.wav`) removed, and an id
+    without it refused, as the competition's own scorer would not find that file."""
+    extension = cfg["id_extension"]
+    if not extension:
+        return ids
+    lacking = ~ids.str.endswith(extension)
+    if lacking.any():
+        row = first_row(lacking)
+        fail(path, f"{cfg['id_column']} '{ids.iloc[row - 1]}' does not end in '{extension}'", row=row)
+    return ids.str[: -len(extension)]
 
 
 def _check_utterance_columns(path: Path, df: pd.DataFrame, cfg: dict) -> None:

@@ -2,9 +2,9 @@
 
 A submission is a CSV with an id column and a hard `label` column (competition 0/1,
 1 = spoof by default) and/or a `score` column (higher = more bona fide). The column names,
-the 0/1 mapping and whether the file has a header come from an optional
-`<data_dir>/competition.json` (data/layout.py), so an imported competition keeps its own
-format (e.g. `speech_name`). Two more formats:
+the 0/1 mapping, whether the file has a header and the extension its ids carry come from an
+optional `<data_dir>/competition.json` (data/layout.py), so an imported competition keeps its own
+format (e.g. FinVolution: no header, `name.wav,0|1`). Every writer here follows it; two more formats:
   * an ASVspoof 5 score file: TSV with the header `filename<TAB>cm-score`;
   * a segment file: `<id>,start,end` per spoofed region in seconds (several rows per clip,
     none for a clip without spoofed regions).
@@ -67,6 +67,12 @@ def _in_test_order(path: Path, ids, values: dict, competition: Competition) -> p
     return df.reset_index(drop=True).assign(_id=expected)
 
 
+def _public_ids(ids, cfg: dict) -> pd.Series:
+    """utt_ids as the competition spells them: with its id_extension appended (set where the
+    importer stripped the one extension every file name shares, so utt_ids stay bare stems)."""
+    return pd.Series(np.asarray(ids, dtype=str)) + cfg["id_extension"]
+
+
 def _finite(path: Path, ids, scores) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     if scores.shape != (len(ids),):
@@ -82,7 +88,8 @@ def write_label_submission(path, ids, is_spoof, competition) -> Path:
     path, competition = Path(path), competition_of(competition)
     cfg = competition.format
     df = _in_test_order(path, ids, {"spoof": np.asarray(is_spoof, dtype=bool)}, competition)
-    out = pd.DataFrame({cfg["id_column"]: df["_id"], cfg["label_column"]: encode_labels(df["spoof"], cfg)})
+    out = pd.DataFrame({cfg["id_column"]: _public_ids(df["_id"], cfg),
+                        cfg["label_column"]: encode_labels(df["spoof"], cfg)})
     write_csv_atomic(out, path, header=cfg["header"])
     return path
 
@@ -92,7 +99,7 @@ def write_score_submission(path, ids, scores, competition) -> Path:
     path, competition = Path(path), competition_of(competition)
     cfg = competition.format
     df = _in_test_order(path, ids, {"score": _finite(path, ids, scores)}, competition)
-    out = pd.DataFrame({cfg["id_column"]: df["_id"], cfg["score_column"]: df["score"]})
+    out = pd.DataFrame({cfg["id_column"]: _public_ids(df["_id"], cfg), cfg["score_column"]: df["score"]})
     write_csv_atomic(out, path, header=cfg["header"])
     return path
 
@@ -101,7 +108,8 @@ def write_asvspoof5_scores(path, ids, scores, competition) -> Path:
     """ASVspoof 5 score file: TSV, header filename<TAB>cm-score (what `antispoof evaluate` reads)."""
     path, competition = Path(path), competition_of(competition)
     df = _in_test_order(path, ids, {"score": _finite(path, ids, scores)}, competition)
-    out = pd.DataFrame({ASVSPOOF5_COLUMNS[0]: df["_id"], ASVSPOOF5_COLUMNS[1]: df["score"]})
+    out = pd.DataFrame({ASVSPOOF5_COLUMNS[0]: _public_ids(df["_id"], competition.format),
+                        ASVSPOOF5_COLUMNS[1]: df["score"]})
     write_csv_atomic(out, path, sep="\t")
     return path
 
@@ -121,6 +129,7 @@ def write_segment_submission(path, regions: pd.DataFrame, competition) -> Path:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         fail(path, f"region {start[i]}-{end[i]} s of '{ids.iloc[i]}' is not 0 <= start < end; nothing written")
-    out = pd.DataFrame({competition.format["id_column"]: ids, "start": start, "end": end})
+    out = pd.DataFrame({competition.format["id_column"]: _public_ids(ids, competition.format),
+                        "start": start, "end": end})
     write_csv_atomic(out, path)
     return path

@@ -20,6 +20,7 @@ from antispoof.data import manifest as mf
 from antispoof.data.audio import AudioError
 from antispoof.data.clip_check import check_clip, default_limits
 from antispoof.data.layout import build_target, swap_in, write_splits
+from antispoof.data.seglab import finest_seglab, labels_at_10ms, resolution_note
 from antispoof.schema import LABELS, ManifestError, read_text_table, require_columns
 from antispoof.utils import write_text_atomic
 
@@ -216,22 +217,25 @@ def _partialspoof_segments(rows: list[ProtocolRow], seglab: dict, seglab_path: P
 def import_partialspoof(root: str | Path, out: str | Path, workers: int = 8, force: bool = False) -> Path:
     """Import the PartialSpoof database: train+dev -> train.csv, eval -> test/solution.
 
-    `root` is the `database/` folder (or its parent). Segment labels come from
-    `segment_labels/{subset}_seglab_0.01.npy` and are stored as-is: they may differ from
-    the audio length by a frame, which consumers resolve by truncating (as PartialSpoof does).
+    `root` is the `database/` folder (or its parent). Segment labels come from the finest
+    `segment_labels/{subset}_seglab_{0.01,...,0.64}.npy` present (data/seglab.py); 10 ms ones are
+    stored as-is: they may differ from the audio length by a frame, which consumers resolve by
+    truncating (as PartialSpoof does).
     """
     root = _find_root(Path(root), "protocols", ["database"])
     seen: dict[str, str] = {}
-    frames, segments = {}, {}
+    frames, segments, shifts = {}, {}, {}
     for subset in ("train", "dev", "eval"):
         rows = _read_protocol(root / PS_PROTOCOL.format(subset=subset), subset, seen)
-        seglab_path = root / "segment_labels" / f"{subset}_seglab_0.01.npy"
-        segments[subset] = _partialspoof_segments(rows, _load_seglab(seglab_path), seglab_path)
+        seglab_path, shifts[subset] = finest_seglab(root / "segment_labels", subset)
+        coarse = _partialspoof_segments(rows, _load_seglab(seglab_path), seglab_path)
         frames[subset] = _protocol_frame(
             rows, lambda r: root / r.subset / "con_wav" / f"{r.utt_id}.wav", "partialspoof", workers)
+        segments[subset] = labels_at_10ms(coarse, shifts[subset], dict(zip(frames[subset].utt_id,
+                                                                           frames[subset].duration)))
     notes = ("PartialSpoof (Zhang et al.): utterances concatenating bona fide and spoofed "
              "(ASVspoof 2019 LA) segments. Segment labels at 10 ms, 1 = bona fide, 0 = spoof. "
-             "`subset` keeps the official train/dev split; group = speaker.")
+             f"{resolution_note(shifts)} `subset` keeps the official train/dev split; group = speaker.")
     return _write_protocol_corpus(out, "PartialSpoof", root, frames, segments, notes, force)
 
 

@@ -8,7 +8,8 @@ A data set is a folder, Kaggle style::
     sample_submission.csv  utt_id, label (0 everywhere)
     train_segments.npz     10 ms segment labels per utt_id (1 = bona fide, 0 = spoof)
     solution_segments.npz  the same for the test split (hidden)
-    competition.json       the submission format, over COMPETITION_DEFAULTS (optional)
+    competition.json       the submission format, over COMPETITION_DEFAULTS (optional): id and label
+                           columns, label values, header or not, the extension ids carry
     README.md              data card
 
 SpoofBench (data/benchmark.py) and the importers (data/importers.py) both write through
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ COMPETITION_DEFAULTS = {
     "positive_value": 1,
     "negative_value": 0,
     "header": True,
+    "id_extension": "",  # appended to every utt_id in a submission (FinVolution: ".wav"); the scorer strips it
 }
 ASVSPOOF5_COLUMNS = ("filename", "cm-score")  # an ASVspoof 5 score file (TSV with this header)
 SEGMENT_COLUMNS = ("start", "end")  # a spoofed-regions file: <id>,start,end in seconds, one row per region
@@ -57,6 +60,8 @@ def _checked_competition(path: Path, given) -> dict:
         fail(path, "positive_value and negative_value must differ")
     if not isinstance(cfg["header"], bool):
         fail(path, f"header must be true or false, not {cfg['header']!r}")
+    if not isinstance(cfg["id_extension"], str) or not re.fullmatch(r"(\.[A-Za-z0-9_-]+)*", cfg["id_extension"]):
+        fail(path, f"id_extension must be '' or like '.wav', not {cfg['id_extension']!r}")
     return cfg
 
 
@@ -121,8 +126,8 @@ def write_dataset(rows: list[dict], segments: dict, out_dir: Path, metadata) -> 
     meta = list(metadata)
     train = table[table.split == "train"]
     test = table[table.split == "test"]
-    # as SpoofBench has always written it: every key but `header`, which keeps its default
-    competition = {k: v for k, v in COMPETITION_DEFAULTS.items() if k != "header"}
+    # as SpoofBench has always written it: every key but the later ones, which keep their defaults
+    competition = {k: v for k, v in COMPETITION_DEFAULTS.items() if k not in ("header", "id_extension")}
     write_splits(out_dir, train[["utt_id", "path", "duration", "label", *meta]],
                  {u: segments[u] for u in train.utt_id}, test[["utt_id", "path", "duration"]],
                  test[["utt_id", "label", *meta]], {u: segments[u] for u in test.utt_id}, competition)
