@@ -5,6 +5,8 @@
         config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/
         oof.parquet, test.parquet                          prediction tables (antispoof.predict)
         metrics.json                                       written last
+    <output_root>/<dataset>/<experiment>/calibration.json  score -> LLR map fitted on the OOF of its
+                                                           finished folds (antispoof.train.calibration)
 
 `antispoof train` writes metrics.json after every other output, so a fold is finished exactly
 when its metrics.json exists: training skips it (unless forced), and the results tables, the
@@ -21,6 +23,7 @@ from antispoof.utils import atomic_path, write_json_atomic
 
 OUTPUT_ROOT = "folds"
 METRICS = "metrics.json"
+CALIBRATION = "calibration.json"
 PREDICTIONS = {"oof": "oof.parquet", "test": "test.parquet"}
 
 
@@ -73,10 +76,15 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
         table.to_parquet(tmp, index=False)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path)
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=columns)
 
 
-def read_predictions(fold: Path, part: str) -> pd.DataFrame:
-    """A fold's `oof` or `test` prediction table."""
-    return read_table(Path(fold) / PREDICTIONS[part])
+def read_predictions(fold: Path, part: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A fold's `oof` or `test` prediction table (only `columns`, when given: segment arrays are the bulk)."""
+    return read_table(Path(fold) / PREDICTIONS[part], columns)
+
+
+def calibration_path(exp_dir: Path) -> Path:
+    """Where an experiment's calibration (antispoof.metrics.calibration JSON) lives."""
+    return Path(exp_dir) / CALIBRATION
