@@ -128,8 +128,9 @@ def calibrations(cfg: DictConfig, ens: Ensemble, outcomes: dict[str, Outcome]) -
                 "applies_to": "the system's test score (fitted on every OOF clip)"}
         cal, _, _ = calibrate(o.oof, ens.oof["label"].to_numpy(), ens.oof["fold"].to_numpy(), o.test, test_bona,
                               info=info)
-        cal.info.update({"threshold": cal.threshold(o.threshold), "threshold_rule": cfg.threshold.rule,
-                         "score_threshold": o.threshold})
+        majority = getattr(o.fitted, "model_thresholds", None) is not None  # hard votes decide by majority
+        cal.info.update({"threshold": cal.threshold(o.threshold), "score_threshold": o.threshold,
+                         "threshold_rule": "majority" if majority else cfg.threshold.rule})
         out[name] = cal
     return out
 
