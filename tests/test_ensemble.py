@@ -455,6 +455,13 @@ def test_run_writes_submissions_that_round_trip_through_the_scorer(project, kind
     segments = _cli_score(files["segments"], data, capsys)
     assert segments["utterance_f1"] == pytest.approx(labels["f1"]), "regions exactly on the clips labelled spoof"
     assert 0 <= segments["segment_f1"] <= 1
+    assert 0 <= segments["region_f1"] <= 1 and 0 <= segments["event_f1"] <= 1, "time and event figures too"
+    assert 0 <= result["segments"]["range_eer"] <= 1
+    calibration = M.calibration.load(files["calibration"])
+    assert files["calibration"].name == f"{kind}_synth_calibration.json" and calibration.slope > 0
+    assert calibration.info["system"] == result["chosen"] and set(calibration.metrics) == {"oof", "test"}
+    assert np.array_equal(calibration.apply(chosen.test) < calibration.info["threshold"], chosen.test_spoof), \
+        "the threshold on the LLR scale gives the submitted labels"
 
     table = result["table"].set_index("system")
     assert set(table.index) >= {"alpha", "beta", "gamma", f"{result['chosen']} *"}
@@ -463,12 +470,14 @@ def test_run_writes_submissions_that_round_trip_through_the_scorer(project, kind
     assert oof_eer["alpha"] < oof_eer["gamma"], "the informative model ranks first"
     report = files["report"].read_text()
     assert "Results: OOF vs hidden test" in report and "EER % per attack" in report
+    assert "## Calibration" in report and "Cllr" in report
     for png in ("det", "hist", "timelines"):
         path = project / "submissions" / f"{kind}_synth_{png}.png"
         assert path.stat().st_size > 1000 if kind == "vote" else not path.exists()
         assert (f"({path.name})" in report) == (kind == "vote")
     summary = json.loads(files["summary"].read_text())
     assert summary["submitted"] == result["chosen"] and summary["folds"] == [0, 1, 2]
+    assert summary["systems"][result["chosen"]]["calibration"]["slope"] == calibration.slope
     if kind == "stack":
         fusion = summary["systems"]["fusion:logreg"]["fitted"]
         weights = fusion["coefficients"]

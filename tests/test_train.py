@@ -93,6 +93,7 @@ def test_short_fit_lowers_the_loss_and_writes_fold_outputs(tiny, tmp_path):
     assert metrics["epochs"] == 6 and metrics["seconds_per_epoch"] > 0
     for part in ("oof", "test"):
         assert 0 <= metrics[part]["eer"] <= 1 and 0 <= metrics[part]["segment_eer"] <= 1
+        assert 0 <= metrics[part]["segment_range_eer"] <= 1
         table = read_table(out / f"{part}.parquet")
         assert table.utt_id.is_unique
         assert (part == "oof") == ("label" in table), "hidden test labels never reach test.parquet"
@@ -108,6 +109,8 @@ def test_short_fit_lowers_the_loss_and_writes_fold_outputs(tiny, tmp_path):
         assert metrics[part]["eer_by_condition"] == pytest.approx(want, nan_ok=True)
         assert metrics[part]["eer_by_condition"]["pooled"] == pytest.approx(metrics[part]["eer"])
     assert (out / "config.yaml").exists() and (out / "checkpoints" / "best.ckpt").exists()
+    calibration = json.loads((out.parent / "calibration.json").read_text())
+    assert calibration["info"]["folds"] == [0] and calibration["slope"] >= 0, "refitted as the fold finished"
     folds = pd.read_csv(tmp_path / tiny.name / "folds.csv")
     oof = read_table(out / "oof.parquet")
     assert set(oof.utt_id) == set(folds.utt_id[folds.fold == 0])

@@ -112,6 +112,16 @@ def _cmd_report(args):
     print(report(data_dir(args.data).name, args.output_root, args.experiments))
 
 
+def _cmd_calibrate(args):
+    from antispoof.config import data_dir
+    from antispoof.runs import dataset_dir
+    from antispoof.train.calibration import calibrate_all
+
+    data = data_dir(args.data)
+    table = calibrate_all(dataset_dir(args.output_root, data.name), data, args.experiments, args.prior)
+    print(table.to_markdown(index=False))
+
+
 def _cmd_compare(args):
     from antispoof.compare import compare, parse_pair
     from antispoof.config import data_dir
@@ -241,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default="folds")
     p.add_argument("--experiments", default="*", help="glob over experiment names, e.g. 'selcnn_mulbs+*'")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("calibrate", help="fit each experiment's score -> LLR calibration on its OOF scores")
+    p.add_argument("--data", default="mini", help="mini, full or a data set folder")
+    p.add_argument("--output-root", default="folds")
+    p.add_argument("--experiments", "--experiment", default="*", help="experiment name or glob (default: all)")
+    p.add_argument("--prior", type=float, help="P(bona fide) the fit is weighted for (default: the DCF's, 0.655)")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("compare", help="paired bootstrap of test EER differences between experiments")
     p.add_argument("pairs", nargs="+", metavar="A:B", help="experiments to compare, e.g. selcnn_segbw:selcnn_segment")

@@ -20,6 +20,7 @@ import torch
 
 from antispoof.metrics.conditions import eer_by_condition
 from antispoof.metrics.detection import f1_at_threshold, utterance_metrics
+from antispoof.metrics.localisation import range_eer
 from antispoof.metrics.segments import segment_eer
 from antispoof.runs import PREDICTIONS, write_table
 
@@ -56,7 +57,8 @@ def predict_table(model: torch.nn.Module, loader, device: torch.device, precisio
 
 
 def table_metrics(table: pd.DataFrame, segments: dict[str, np.ndarray]) -> dict:
-    """Utterance EER/minDCF/actDCF/Cllr/F1 of `score`, and the segment EER at the model's resolution."""
+    """Utterance EER/minDCF/actDCF/Cllr/F1 of `score`, the point-based segment EER at the model's
+    resolution and the range-based (time-weighted) segment EER."""
     known = table[table["label"].notna()]
     if known.empty or known["label"].nunique() < 2:
         return {}
@@ -68,6 +70,7 @@ def table_metrics(table: pd.DataFrame, segments: dict[str, np.ndarray]) -> dict:
     seg_scores = dict(zip(known["utt_id"], known["seg_scores"]))
     seg_labels = {u: segments[u] for u in known["utt_id"]}
     result["segment_eer"] = segment_eer(seg_scores, seg_labels, hop)[0]
+    result["segment_range_eer"] = range_eer(seg_scores, seg_labels, hop)[0]  # in seconds, not windows
     result["segment_resolution_s"] = hop
     if "condition" in known and known["condition"].notna().all():
         result["eer_by_condition"] = eer_by_condition(known["score"].to_numpy(), known["label"], known["condition"])

@@ -1,7 +1,7 @@
 """Results tables (`antispoof report`): every experiment's fold metrics, mean ± standard deviation over folds.
 
 Reads the metrics.json of every finished fold (antispoof.runs), so the table always reflects
-exactly what was trained.
+exactly what was trained, and each experiment's calibration.json where there is one.
 """
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ import pandas as pd
 from antispoof.metrics.conditions import CONDITIONS
 from antispoof.runs import experiments as experiment_dirs
 from antispoof.runs import dataset_dir, finished_folds, read_metrics
+from antispoof.train.calibration import calibration_rows
 
 COLUMNS = {  # column title -> (part, metric)
     "OOF utt EER %": ("oof", "eer"),
     "OOF seg EER %": ("oof", "segment_eer"),
+    "OOF range EER %": ("oof", "segment_range_eer"),
     "OOF F1 @EER": ("oof", "f1_at_eer"),
     "test utt EER %": ("test", "eer"),
     "test seg EER %": ("test", "segment_eer"),
+    "test range EER %": ("test", "segment_range_eer"),
     "test F1 @EER": ("test", "f1_at_eer"),
     "test best F1": ("test", "best_f1"),
 }
@@ -66,7 +69,13 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
 
 
 def report(dataset: str, output_root: str | Path = "folds", experiments: str = "*") -> str:
+    """The results table, and below it the calibration of every experiment that has one."""
     folds = collect(output_root, dataset, experiments)
     if folds.empty:
         return f"no finished folds under {dataset_dir(output_root, dataset)}"
-    return summarise(folds).to_markdown(index=False)
+    table = summarise(folds).to_markdown(index=False)
+    calibrated = calibration_rows(experiment_dirs(dataset_dir(output_root, dataset), experiments))
+    if calibrated.empty:
+        return table
+    return (f"{table}\n\nCalibration (calibration.json: LLR = slope x score + offset, fitted on OOF; "
+            f"before -> after, OOF cross-fitted by fold):\n\n{calibrated.to_markdown(index=False)}")

@@ -3,7 +3,8 @@
 load every experiment's fold outputs -> cross-fit each system (every model alone, the
 votes, or the fusions and the stacker) -> write the submissions (antispoof.submission, the
 competition format and test ids read once) -> score them with the local leaderboard scorer
-(antispoof.scorer) -> print the results table -> write the report.
+(antispoof.scorer) -> calibrate every system's score to an LLR on its cross-fitted OOF scores
+(the submitted one's written as <name>_calibration.json) -> print the results table -> write the report.
 
 The top layer below the CLI: it joins the ensemble (scores and decisions) to the submission
 writers and the scorer, so neither side imports the other.
@@ -27,7 +28,10 @@ from antispoof.ensemble.segments import fit_segment_threshold, fuse_segments, re
 from antispoof.ensemble.stack import FittedFusion, LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import Ensemble, load_ensemble
 from antispoof.ensemble.vote import SingleModel, SoftVote, vote_systems
+from antispoof.metrics.calibration import Calibration, calibrate, summary_row
+from antispoof.metrics.calibration import save as save_calibration
 from antispoof.metrics.detection import binary_scores, compute_eer
+from antispoof.metrics.localisation import range_eer
 from antispoof.schema import ManifestError, fail
 from antispoof.scorer import score_predictions, score_submission
 from antispoof.submission import (Competition, write_asvspoof5_scores, write_label_submission, write_score_submission,
@@ -110,6 +114,35 @@ def test_metrics(ens: Ensemble, outcomes: dict[str, Outcome], chosen: str, files
     from_files = {**score_submission(files["eer"], ens.data_dir), **score_submission(files["f1"], ens.data_dir)}
     scored[chosen] = from_files
     return scored
+
+
+def calibrations(cfg: DictConfig, ens: Ensemble, outcomes: dict[str, Outcome]) -> dict[str, Calibration]:
+    """Each system's linear score -> LLR map (metrics.calibration), fitted on its cross-fitted OOF
+    scores (the "after" OOF numbers cross-fitted again by fold) and applied to its test scores;
+    its decision threshold moved to the LLR scale, so the hard labels stay the same."""
+    test_bona = R.solution_parts(load_solution(ens.data_dir)[0], ens.test["utt_id"]) if has_solution(ens) else None
+    out = {}
+    for name, o in outcomes.items():
+        info = {"system": name, "kind": "model" if name in ens.names else "ensemble", "dataset": ens.dataset,
+                "experiments": ens.names, "folds": ens.folds, "fitted_on": "the system's cross-fitted OOF scores",
+                "applies_to": "the system's test score (fitted on every OOF clip)"}
+        cal, _, _ = calibrate(o.oof, ens.oof["label"].to_numpy(), ens.oof["fold"].to_numpy(), o.test, test_bona,
+                              info=info)
+        majority = getattr(o.fitted, "model_thresholds", None) is not None  # hard votes decide by majority
+        cal.info.update({"threshold": cal.threshold(o.threshold), "score_threshold": o.threshold,
+                         "threshold_rule": "majority" if majority else cfg.threshold.rule})
+        out[name] = cal
+    return out
+
+
+def calibration_table(cals: dict[str, Calibration], chosen: str) -> pd.DataFrame:
+    return pd.DataFrame([{"system": f"{n} *" if n == chosen else n, **summary_row(c)} for n, c in cals.items()])
+
+
+def segment_range_eer(ens: Ensemble, segments: dict) -> float:
+    """Range-based EER (in time) of the fused test segment scores against the hidden 10 ms labels."""
+    hidden = load_solution(ens.data_dir)[1]
+    return range_eer(dict(zip(ens.test["utt_id"], segments["fused"])), hidden, segments["hop"])[0]
 
 
 def _pct(x) -> str:
@@ -196,6 +229,9 @@ def _sections(cfg, ens, table, scored, files, seg_scores, chosen, warnings_seen)
     if seg_scores:
         files_md += ("\n\nSegments file: frame F1 {segment_f1:.3f} (precision {segment_precision:.3f}, recall "
                      "{segment_recall:.3f}); utterance F1 from regions {utterance_f1:.3f}.").format(**seg_scores)
+        files_md += (" In time: region F1 {region_f1:.3f} (precision {region_precision:.3f}, recall "
+                     "{region_recall:.3f}); events matched at IoU >= {event_iou:g}: F1 {event_f1:.3f}; range-based "
+                     "EER of the fused segment scores {range_eer:.4f}.").format(**seg_scores)
     sections.append(("Submission files", files_md))
     for key, heading in (("eer_by_condition", "EER % per condition (hidden test; spoof conditions against the "
                                                "bona fide clips of seen languages)"),
@@ -223,22 +259,30 @@ def run(kind: str, cfg: DictConfig, warnings_seen: list[str] | None = None) -> d
     files = write_submissions(cfg, ens, outcomes[chosen], segments, stem)
     scored = test_metrics(ens, outcomes, chosen, files)
     seg_scores = score_submission(files["segments"], ens.data_dir) if has_solution(ens) else {}
+    if seg_scores:
+        seg_scores["range_eer"] = segment_range_eer(ens, segments)
+    cals = calibrations(cfg, ens, outcomes)
+    files["calibration"] = save_calibration(cals[chosen], Path(cfg.submission.dir) / f"{stem}_calibration.json")
     table = results_table(ens, outcomes, scored, chosen)
     figures = _figures(cfg, ens, outcomes, chosen, segments, stem) if cfg.report.figures else {}
     sections = _sections(cfg, ens, table, scored, files, seg_scores, chosen, warnings_seen or [])
+    sections.insert(2, ("Calibration: LLR = slope x score + offset, fitted on OOF (before -> after; OOF "
+                        "cross-fitted by fold, test from the fit on every OOF clip)",
+                        calibration_table(cals, chosen).to_markdown(index=False)))
     files["report"] = R.write_report(Path(cfg.submission.dir) / f"{stem}_report.md",
                                      f"{kind.capitalize()} ensemble on {ens.dataset}", sections, figures)
     summary = {"kind": kind, "dataset": ens.dataset, "experiments": ens.names, "folds": ens.folds,
                "submitted": chosen, "config": OmegaConf.to_container(cfg, resolve=True),
                "segment_threshold": segments["threshold"], "segments": seg_scores,
                "systems": {name: {"oof": oof_metrics(ens, o), "fitted": fitted_summary(o, ens),
+                                  "calibration": cals[name].to_dict(),
                                   "test": {k: v for k, v in scored.get(name, {}).items()
                                            if not isinstance(v, dict)}}
                            for name, o in outcomes.items()}}
     files["summary"] = Path(cfg.submission.dir) / f"{stem}_summary.json"
     write_json_atomic(files["summary"], json.loads(json.dumps(summary, default=_plain)))
     return {"table": table, "files": files, "scored": scored, "segments": seg_scores, "outcomes": outcomes,
-            "ensemble": ens, "chosen": chosen}
+            "ensemble": ens, "chosen": chosen, "calibration": calibration_table(cals, chosen)}
 
 
 def _plain(x):
@@ -290,9 +334,12 @@ def main(kind: str, argv=None) -> int:
         print(f"ensemble/{kind}.py: error: {err}", file=sys.stderr)
         return 2
     print(result["table"].to_markdown(index=False))
+    print("\ncalibration (Cllr, actDCF before -> after):")
+    print(result["calibration"].to_markdown(index=False))
     if result["segments"]:
         s = result["segments"]
-        print(f"segments: frame F1 {s['segment_f1']:.3f}, utterance F1 from regions {s['utterance_f1']:.3f}")
+        print(f"segments: frame F1 {s['segment_f1']:.3f}, utterance F1 from regions {s['utterance_f1']:.3f}, "
+              f"region F1 (time) {s['region_f1']:.3f}, event F1 {s['event_f1']:.3f}, range EER {s['range_eer']:.4f}")
     for name, path in result["files"].items():
         print(f"{name}: {path}")
     return 0

@@ -5,6 +5,8 @@
         config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/
         oof.parquet, test.parquet                          prediction tables (antispoof.predict)
         metrics.json                                       written last
+    <output_root>/<dataset>/<experiment>/calibration.json  score -> LLR map fitted on the OOF of its
+                                                           finished folds (antispoof.train.calibration)
 
 `antispoof train` writes metrics.json after every other output, so a fold is finished exactly
 when its metrics.json exists: training skips it (unless forced), and the results tables, the
@@ -23,6 +25,7 @@ from antispoof.utils import atomic_path, write_json_atomic
 
 OUTPUT_ROOT = "folds"
 METRICS = "metrics.json"
+CALIBRATION = "calibration.json"
 PREDICTIONS = {"oof": "oof.parquet", "test": "test.parquet"}
 
 
@@ -75,19 +78,20 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
         table.to_parquet(tmp, index=False)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path)
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=columns)
 
 
-def read_predictions(fold: Path, part: str) -> pd.DataFrame:
+def read_predictions(fold: Path, part: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A fold's `oof` or `test` prediction table, checked: the ensembles and comparisons join
     tables on utt_id, so a duplicate id or a missing score would otherwise surface as a sklearn
-    message or an id mismatch with no file named."""
+    message or an id mismatch with no file named. Only `columns` (and the two checked ones) are
+    read when given: the segment arrays are the bulk of a table."""
     path = Path(fold) / PREDICTIONS[part]
     if not path.is_file():
         fail(path, "file not found")
     try:
-        table = read_table(path)
+        table = read_table(path, None if columns is None else list(dict.fromkeys(["utt_id", "score", *columns])))
     except (OSError, ValueError) as err:  # pyarrow raises ArrowInvalid (a ValueError) on a bad file
         fail(path, f"unreadable prediction table ({str(err).splitlines()[0]})")
     require_columns(path, table, ("utt_id", "score"))
@@ -101,4 +105,9 @@ def read_predictions(fold: Path, part: str) -> pd.DataFrame:
         row = first_row(bad)
         fail(path, f"score of '{table['utt_id'].iloc[row - 1]}' is {table['score'].iloc[row - 1]!r}, "
                    "not a finite number", row)
-    return table
+    return table if columns is None else table[list(columns)]
+
+
+def calibration_path(exp_dir: Path) -> Path:
+    """Where an experiment's calibration (antispoof.metrics.calibration JSON) lives."""
+    return Path(exp_dir) / CALIBRATION

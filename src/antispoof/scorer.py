@@ -24,6 +24,7 @@ from antispoof.data.manifest import load_solution, read_manifest
 from antispoof.metrics.conditions import eer_by_condition, f1_by_condition
 from antispoof.metrics.detection import (act_dcf, binary_scores, bonafide_mask, cllr, compute_eer, min_dcf,
                                          utterance_metrics)
+from antispoof.metrics.localisation import region_scores
 from antispoof.schema import LABELS, SEGMENT_HOP_S, fail, first_row, read_text_table, require_columns
 
 GROUP_COLUMNS = ("attack", "language")
@@ -219,7 +220,8 @@ def region_frames(regions: pd.DataFrame, n_frames: int, hop_s: float = SEGMENT_H
 
 
 def _score_segments(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
-    """Frame-level (10 ms) and derived utterance-level F1 of a spoofed-regions file."""
+    """Frame-level (10 ms, point-based) and derived utterance-level F1 of a spoofed-regions file, and
+    its time-based region_* and IoU-matched event_* precision / recall / F1 (metrics.localisation)."""
     id_col = cfg["id_column"]
     test, hidden = load_solution(data_dir, "to score segments")
     extra = sorted(set(df[id_col]) - set(test["utt_id"]))
@@ -243,6 +245,8 @@ def _score_segments(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> 
     result = {"n": int(len(test)), "n_regions": int(len(df)), "n_frames": int(truth_bona.size)}
     result.update({f"segment_{k}": v for k, v in frame.items()})
     result.update({f"utterance_{k}": v for k, v in binary_scores(utt_truth ^ flip, utt_pred ^ flip).items()})
+    spans = {u: g[["start", "end"]].to_numpy(float) for u, g in by_id.items()}  # in seconds, spoof positive
+    result.update(region_scores(spans, {u: hidden[u] for u in test["utt_id"]}))
     return result
 
 
@@ -253,7 +257,8 @@ def score_submission(submission_csv, data_dir) -> dict:
     competition.json, spoof by default); scores (a CSV score column or an ASVspoof 5 TSV)
     give EER, minDCF, actDCF, Cllr, best F1 and F1 at the EER threshold, plus EER per
     attack / language / condition where solution.csv has them (F1 per condition for hard labels); a regions file (start, end columns) gives
-    segment_* (10 ms frames, pooled) and utterance_* (a clip with a region is spoof) scores.
+    segment_* (10 ms frames, pooled) and utterance_* (a clip with a region is spoof) scores, and
+    region_* (seconds, spoof positive), range_frr / range_far and event_* (IoU >= 0.5) figures.
     """
     path, data_dir = Path(submission_csv), Path(data_dir)
     cfg = load_competition(data_dir)

@@ -4,7 +4,8 @@
 fold folder of antispoof.runs: config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/ (CSV,
 one folder per run so a resumed run keeps the earlier log), oof.parquet (the fold's validation
 part), test.parquet, metrics.json (last). A killed run resumes from last.ckpt; a finished fold
-is skipped unless forced.
+is skipped unless forced. Once a fold is finished, the experiment's calibration.json is refitted
+on every finished fold (antispoof.train.calibration).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from antispoof.config import data_dir, load_config
 from antispoof.runs import METRICS, fold_dir, is_finished, write_metrics
 from antispoof.train.checkpoints import CheckpointError, check_resumable, model_state
+from antispoof.train.calibration import refresh as refresh_calibration
 from antispoof.train.data import FoldData, augment_config
 from antispoof.train.module import DetectorModule
 from antispoof.utils import write_csv_atomic, write_text_atomic
@@ -163,4 +165,5 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
                     "peak_memory_gb": peak_memory_gb(device), "device": device.type,
                     "best_checkpoint": str(best), "skipped_train_clips": int(len(data.skipped))})
     write_metrics(out, metrics)
+    refresh_calibration(out.parent, cfg.data.dir)  # the experiment's score -> LLR map, now with this fold
     return out
