@@ -75,7 +75,8 @@ def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock) -> L.Trainer:
     callbacks = [checkpoint, EarlyStopping(monitor="val_loss", patience=t.patience, mode="min"),
                  TQDMProgressBar(refresh_rate=t.progress_every), clock]
     return L.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, precision=_precision(t.precision),
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.get("num_nodes", 1),
+        precision=_precision(t.precision),
         strategy=t.strategy, deterministic=t.deterministic, callbacks=callbacks,
         logger=CSVLogger(out, name="logs", version=f"run{len(list((out / 'logs').glob('run*')))}"),
         limit_train_batches=t.limit_train_batches,
