@@ -69,7 +69,10 @@ def test_default_output_under_working_directory(tmp_path, monkeypatch):
 
 def test_cli_folds(tmp_path, capsys):
     data = write_train(tmp_path / "bench")
-    assert cli_main(["folds", "--data", str(data), "--k", "3", "--out", str(tmp_path / "x.csv")]) == 0
+    out = ["--k", "3", "--out", str(tmp_path / "x.csv")]
+    assert cli_main(["folds", "--data", str(data), *out]) == 2, "the command checks the audio first"
+    assert "u000_0.wav: audio file not found" in capsys.readouterr().err
+    assert cli_main(["folds", "--data", str(data), *out, "--no-audio-check"]) == 0  # a machine without the corpus
     assert "folds written" in capsys.readouterr().out
     assert cli_main(["folds", "--data", str(tmp_path / "none")]) == 2
     assert "train.csv: file not found" in capsys.readouterr().err

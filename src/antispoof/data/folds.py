@@ -81,13 +81,13 @@ def _check_audio(csv_path: Path, df: pd.DataFrame) -> None:
 
 
 def make_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path | None = None,
-               check_audio: bool = True) -> Path:
+               check_audio: bool = False) -> Path:
     """Write folds.csv (utt_id, fold, label, group) for a data set's train.csv.
 
     Default output: folds/<data set folder name>/folds.csv under the working directory.
-    The folds need no audio, but the clips are checked first (data/clip_check.py) so that a
-    broken clip is named now rather than in the middle of a fold; `check_audio=False`
-    (`antispoof folds --no-audio-check`) makes folds on a machine without the corpus.
+    The folds need no audio (they can be made on a machine without the corpus); `antispoof folds`
+    checks the clips first all the same (`check_audio`, data/clip_check.py), so that a broken clip
+    is named now rather than in the middle of a fold (`--no-audio-check` skips it).
     """
     data_dir = Path(data_dir)
     csv_path = data_dir / "train.csv"

@@ -70,6 +70,8 @@ def _read_protocol(path: Path, subset: str, seen: dict[str, str]) -> list[Protoc
 def _duration(path: Path, where: str) -> float:
     """Clip length in seconds, after the audio check every command runs (data/clip_check.py):
     a corrupt, empty, NaN, silent, too short or too long file fails here naming the row."""
+    if not path.is_file():
+        raise ManifestError(f"{where}: audio file not found: {path}")
     try:
         return check_clip(path, default_limits())
     except AudioError as err:

@@ -42,7 +42,7 @@ class FoldData:
         folds_path = folds_csv(cfg.output_root, data_dir.name)
         train, self.skipped = usable_clips(load_split(data_dir, "train"), cfg, data_dir / "train.csv")
         if not folds_path.exists():
-            make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_path, check_audio=False)
+            make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_path)
         folds = pd.read_csv(folds_path, dtype={"utt_id": str}).set_index("utt_id")["fold"]
         missing = set(train.utt_id) - set(folds.index)
         if missing:
