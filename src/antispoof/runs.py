@@ -103,7 +103,7 @@ def read_predictions(fold: Path, part: str, columns: list[str] | None = None) ->
     bad = ~np.isfinite(score.to_numpy(dtype=float))
     if bad.any():
         row = first_row(bad)
-        fail(path, f"score of '{table['utt_id'].iloc[row - 1]}' is {table['score'].iloc[row - 1]!r}, "
+        fail(path, f"score of '{table['utt_id'].iloc[row - 1]}' is '{table['score'].iloc[row - 1]}', "
                    "not a finite number", row)
     return table if columns is None else table[list(columns)]
 

@@ -8,6 +8,7 @@ which `train_fold` calls with `weights_only=True` after `check_resumable` has re
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -22,6 +23,9 @@ class CheckpointError(ManifestError):
 def read_checkpoint(path: Path, fix: str) -> dict:
     """A Lightning checkpoint as a dict of plain values and tensors (memory-mapped, weights only)."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # torch's own error here is `[Errno 22] Invalid argument`
+        raise CheckpointError(f"{path}: unreadable checkpoint, truncated or not a torch file (no complete zip "
+                              f"archive in its {path.stat().st_size:,} bytes); {fix}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:

@@ -107,8 +107,9 @@ def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
         train_fold(base, fold)
     best = base_dir / "checkpoints" / "best.ckpt"
     fix = f"retrain it: antispoof train --model {warm.experiment} --fold {fold} --force"
+    state = model_state(best, fix)
     try:  # a warm-up model shares the trunk only; load_warmup refuses one with no trunk weight in common
-        loaded, fresh = module.model.load_warmup(model_state(best, fix))
+        loaded, fresh = module.model.load_warmup(state)
     except ValueError as err:
         raise CheckpointError(f"{best}: made by another model ({err}); {fix}") from None
     print(f"warm start from {base_dir}: {len(loaded)} tensors loaded, {len(fresh)} new")
