@@ -2,8 +2,9 @@
 
 A config may name parents under `defaults:` (paths relative to the configs/ folder); they are
 merged first, so one experiment file only states what differs. A few keys take a preset name
-(`augment: finvolution` loads configs/augment/finvolution.yaml in its place); a name replaces
-whatever the key held, while a mapping (or `augment.batch.mixup.p=0.5`) edits the preset.
+(`augment: finvolution` loads configs/augment/finvolution.yaml in its place, `aux: none`
+configs/aux/none.yaml); a name replaces whatever the key held, while a mapping (or
+`augment.batch.mixup.p=0.5`) edits the preset.
 
 An override must name a key the config already has (a typo such as `vote.mdoe=hard` would
 otherwise do nothing, silently); `+key=value` adds a new one, e.g. an extra LightGBM argument.
@@ -25,7 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONFIG_ROOT = Path("configs")
-PRESET_KEYS = ("augment",)  # keys whose string value names configs/<key>/<name>.yaml
+PRESET_KEYS = ("augment", "aux")  # keys whose string value names configs/<key>/<name>.yaml
 _ABSENT = object()
 _UNIT_KEY = re.compile(r"(_s|_ms|_hz|_db|seconds)$")  # real-valued even when the default reads `15`
 

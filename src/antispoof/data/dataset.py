@@ -32,16 +32,19 @@ class ClipDataset(Dataset):
     `crop_s` takes a random window of at most that length (aligned to 10 ms so the segment
     labels stay exact); the window depends only on (seed, epoch, clip), so a fixed seed
     gives the same batches on any number of workers. `augment` (augment.WaveAugmenter) runs the
-    per-clip wave chain after the crop, with a generator seeded the same way.
+    per-clip wave chain after the crop, with a generator seeded the same way. `speakers` (speaker
+    -> index, for speaker classification) adds each clip's `speaker` index, -1 when unknown.
     """
 
     def __init__(self, table: pd.DataFrame, segments: dict[str, np.ndarray] | None = None,
-                 crop_s: float | None = None, seed: int = 0, augment: Callable | None = None):
+                 crop_s: float | None = None, seed: int = 0, augment: Callable | None = None,
+                 speakers: dict[str, int] | None = None):
         self.table = table.reset_index(drop=True)
         self.segments = segments or {}
         self.crop = int(crop_s * SR) // FRAME * FRAME if crop_s else None
         self.seed, self.epoch = seed, 0
         self.augment = augment
+        self.speakers = None if speakers is None else speaker_indices(self.table, speakers)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -63,8 +66,23 @@ class ClipDataset(Dataset):
         if self.augment:
             clip = self.augment(wave, label, seg, rng_for(self.seed, self.epoch, row.utt_id, "wave"))
             wave, label, seg, relabelled = clip.wave, clip.label, clip.seg, clip.relabelled
-        return {"utt_id": row.utt_id, "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+        item = {"utt_id": row.utt_id, "wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
                 "label": label, "seg": torch.from_numpy(np.ascontiguousarray(seg)), "relabelled": relabelled}
+        if self.speakers is not None:
+            item["speaker"] = self.speakers[index]
+        return item
+
+
+def speaker_names(table: pd.DataFrame) -> list[str | None]:
+    """Each row's `speaker` as a string (ids read as numbers included), None where unknown."""
+    if "speaker" not in table:
+        return [None] * len(table)
+    return [None if pd.isna(s) or not str(s).strip() else str(s).strip() for s in table["speaker"]]
+
+
+def speaker_indices(table: pd.DataFrame, speakers: dict[str, int]) -> list[int]:
+    """Each row's index in `speakers` (-1 for a speaker outside it or none)."""
+    return [-1 if s is None else speakers.get(s, -1) for s in speaker_names(table)]
 
 
 def clip_labels(row, segments: dict[str, np.ndarray]) -> tuple[int, np.ndarray]:
@@ -89,7 +107,8 @@ def fit_labels(seg: np.ndarray, n: int) -> np.ndarray:
 
 def collate(items: list[dict], key: str = "wave", dtype: torch.dtype = torch.float32) -> dict:
     """Zero-pad each item's `key` tensor along its first axis (waveforms [S]; cached encoder
-    states [T, layers, dim] with key="states") and -1-pad segment labels; keep the true lengths."""
+    states [T, layers, dim] with key="states") and -1-pad segment labels; keep the true lengths.
+    Items with a `speaker` index (speaker classification) give the batch a `speaker` tensor."""
     lengths = torch.tensor([len(it[key]) for it in items])
     seg_lengths = torch.tensor([len(it["seg"]) for it in items])
     padded = torch.zeros(len(items), int(lengths.max()), *items[0][key].shape[1:], dtype=dtype)
@@ -97,9 +116,12 @@ def collate(items: list[dict], key: str = "wave", dtype: torch.dtype = torch.flo
     for i, it in enumerate(items):
         padded[i, : lengths[i]] = it[key]
         seg[i, : seg_lengths[i]] = it["seg"]
-    return {"utt_id": [it["utt_id"] for it in items], key: padded, "lengths": lengths,
-            "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths,
-            "relabelled": torch.tensor([it.get("relabelled", False) for it in items])}
+    batch = {"utt_id": [it["utt_id"] for it in items], key: padded, "lengths": lengths,
+             "label": torch.tensor([it["label"] for it in items]), "seg": seg, "seg_lengths": seg_lengths,
+             "relabelled": torch.tensor([it.get("relabelled", False) for it in items])}
+    if "speaker" in items[0]:
+        batch["speaker"] = torch.tensor([it["speaker"] for it in items])
+    return batch
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):

@@ -16,7 +16,8 @@ levels like the fine-tuned Whisper detector.
   convolution, so each 20 ms score sees its neighbours.
 Every state is first normalised over its features (no learnt scale): Whisper's early and late
 states differ in scale by orders of magnitude, and a weighted sum would otherwise be the
-largest layer's.
+largest layer's. Those normalised states are the heads' input features (the auxiliary tasks'
+hook); `loss: ocsoftmax` swaps each 2-logit linear layer for a cosine to a bona fide centre.
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from antispoof.models.common import (masked_mean, segment_targets, two_level_cross_entropy, two_level_outputs,
-                                     valid_mask)
+from antispoof.losses import OCSoftmaxLoss
+from antispoof.models.common import (CentreHead, Features, centre_outputs, check_loss, masked_mean, segment_targets,
+                                     two_level_centre_loss, two_level_cross_entropy, two_level_outputs, valid_mask)
 
 FRAME_LABELS = 2  # one encoder frame per 20 ms = two 10 ms labels
 
@@ -49,8 +51,13 @@ class FrozenHeadConfig:
     dropout: float = 0.1
     utterance_score: str = "utt"           # utt: the utterance branch; seg_min: the lowest frame score
     loss_weights: dict = field(default_factory=lambda: {"utt": 1.0, "seg": 1.0})
+    loss: str = "ce"                       # ce: 2 logits per branch | ocsoftmax: cosine to a bona fide centre
+    oc_softmax: dict = field(default_factory=dict)  # OCSoftmaxLoss margins: r_real, r_fake, alpha
+    oc_dim: int = 128                      # ocsoftmax: each branch projects to this many dims before the cosine
 
     def __post_init__(self):
+        check_loss(self.loss, "ce")
+        OCSoftmaxLoss.from_options(self.oc_softmax)
         if self.n_states < 1 or self.dim < 1:
             raise ValueError("n_states and dim come from the state cache (train reads them from meta.json); "
                              f"got n_states={self.n_states}, dim={self.dim}")
@@ -78,6 +85,21 @@ class FrozenHead(nn.Module):
     def __init__(self, config: FrozenHeadConfig):
         super().__init__()
         self.config = config
+        self.oc_loss = OCSoftmaxLoss.from_options(config.oc_softmax) if config.loss == "ocsoftmax" else None
+        self.feature_dim = config.n_states * config.dim  # the auxiliary tasks' hook (embedding_dim: per head)
+
+    def classifier(self, dim: int) -> nn.Module:
+        """A branch's last layer: 2 logits, or with OC-softmax a centre head (cos [..., 1], projected)."""
+        return CentreHead(dim, self.config.oc_dim) if self.oc_loss is not None else nn.Linear(dim, 2)
+
+    def input_features(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> Features:
+        """The normalised states [B, T, L, D] (float32) the head reads."""
+        return Features(self.normalise(states), _lengths(states, lengths))
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
+        """-> the detector outputs (models.common.two_level_outputs, or centre_outputs with
+        OC-softmax) and utt_embedding [B, E], the vector the utterance branch reads."""
+        return self.forward_features(self.input_features(states, lengths))
 
     def segment_targets(self, labels_10ms: torch.Tensor, n_segments: torch.Tensor) -> torch.Tensor:
         return segment_targets(labels_10ms, n_segments, FRAME_LABELS)
@@ -89,11 +111,18 @@ class FrozenHead(nn.Module):
     def normalise(states: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(states.float(), states.shape[-1:])
 
-    def outputs(self, utt_logits: torch.Tensor, seg_logits: torch.Tensor, lengths: torch.Tensor) -> dict:
-        return two_level_outputs(utt_logits, seg_logits, lengths, self.config.utterance_score)
+    def outputs(self, utt, seg, lengths: torch.Tensor, embedding: torch.Tensor) -> dict:
+        """The branches' outputs (logits, or a centre head's (cos, projected)) -> detector outputs."""
+        if self.oc_loss is not None:
+            out = centre_outputs(utt[0], seg[0], lengths, self.config.utterance_score)
+        else:
+            out = two_level_outputs(utt, seg, lengths, self.config.utterance_score)
+        return {**out, "utt_embedding": embedding}
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
-        """Cross-entropy at both levels (models.common.two_level_cross_entropy)."""
+        """Cross-entropy (or OC-softmax) at both levels (models.common)."""
+        if self.oc_loss is not None:
+            return two_level_centre_loss(outputs, utt_targets, seg_targets, self.config.loss_weights, self.oc_loss)
         return two_level_cross_entropy(outputs, utt_targets, seg_targets, self.config.loss_weights)
 
 
@@ -103,16 +132,18 @@ class FrozenPooledHead(FrozenHead):
     def __init__(self, config: FrozenHeadConfig):
         super().__init__(config)
         self.layers = LayerWeights(config.n_states)
-        self.utt_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * config.dim, 2))
-        self.seg_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.dim, 2))
+        self.utt_head = nn.Sequential(nn.Dropout(config.dropout), self.classifier(2 * config.dim))
+        self.seg_head = nn.Sequential(nn.Dropout(config.dropout), self.classifier(config.dim))
+        self.embedding_dim = 2 * config.dim
 
-    def forward(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
-        lengths = _lengths(states, lengths)
-        h = self.layers(self.normalise(states))
+    def forward_features(self, features: Features) -> dict:
+        lengths = features.frames
+        h = self.layers(features.values)
         valid = valid_mask(lengths, h.shape[1])
         mean = masked_mean(h, valid)
         std = (masked_mean(h.square(), valid) - mean.square()).clamp_min(1e-6).sqrt()
-        return self.outputs(self.utt_head(torch.cat([mean, std], -1)), self.seg_head(h), lengths)
+        pooled = torch.cat([mean, std], -1)
+        return self.outputs(self.utt_head(pooled), self.seg_head(h), lengths, pooled)
 
 
 class MHFAHead(FrozenHead):
@@ -125,13 +156,13 @@ class MHFAHead(FrozenHead):
         self.keys, self.values = nn.Linear(config.dim, c), nn.Linear(config.dim, c)
         self.attention = nn.Linear(c, config.heads)
         self.embed = nn.Sequential(nn.Linear(config.heads * c, config.embedding), nn.ReLU(), nn.Dropout(config.dropout))
-        self.utt_head = nn.Linear(config.embedding, 2)
+        self.utt_head = self.classifier(config.embedding)
         self.seg_context = nn.Conv1d(c, c, config.seg_kernel, padding=config.seg_kernel // 2)
-        self.seg_head = nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(c, 2))
+        self.seg_head = nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), self.classifier(c))
+        self.embedding_dim = config.embedding
 
-    def forward(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
-        lengths = _lengths(states, lengths)
-        x = self.normalise(states)
+    def forward_features(self, features: Features) -> dict:
+        x, lengths = features.values, features.frames
         # both layer weightings in one pass over the states (the costliest read on a CPU)
         weights = torch.stack([self.key_layers.logits.softmax(0), self.value_layers.logits.softmax(0)], 1)
         mixed = torch.einsum("btld,lk->kbtd", x, weights)
@@ -139,9 +170,9 @@ class MHFAHead(FrozenHead):
         valid = valid_mask(lengths, x.shape[1])
         attention = self.attention(keys).masked_fill(~valid[..., None], -math.inf).softmax(1)  # [B, T, H]
         pooled = torch.einsum("bth,btc->bhc", attention, values).flatten(1)                    # [B, H * c]
-        utt_logits = self.utt_head(self.embed(pooled))
+        embedding = self.embed(pooled)
         context = self.seg_context((values * valid[..., None]).transpose(1, 2)).transpose(1, 2)
-        return self.outputs(utt_logits, self.seg_head(context), lengths)
+        return self.outputs(self.utt_head(embedding), self.seg_head(context), lengths, embedding)
 
 
 def _lengths(states: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

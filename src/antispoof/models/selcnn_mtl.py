@@ -20,8 +20,9 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from antispoof.features import LFCC
-from antispoof.losses import P2SGradLoss
-from antispoof.models.common import fit_segment_targets, masked_mean, masked_min, valid_mask
+from antispoof.losses import OCSoftmaxLoss, P2SGradLoss
+from antispoof.models.common import (CentreHead, CosineHead, Features, check_loss, fit_segment_targets, masked_mean,
+                                     masked_min, valid_mask)
 from antispoof.models.common import segment_targets as pool_segment_labels
 from antispoof.models.selcnn import SELCNN
 
@@ -54,8 +55,12 @@ class SELCNNMTLConfig:
     lstm_hidden: int | None = None
     embed_dim: int = 64
     lfcc: dict = field(default_factory=dict)
+    loss: str = "p2sgrad"             # p2sgrad | ocsoftmax (each head: one bona fide centre instead of 2 vectors)
+    oc_softmax: dict = field(default_factory=dict)  # OCSoftmaxLoss margins: r_real, r_fake, alpha
 
     def __post_init__(self):
+        check_loss(self.loss, "p2sgrad")
+        OCSoftmaxLoss.from_options(self.oc_softmax)  # refuse bad margins when the config is read
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r} (known: {', '.join(VARIANTS)})")
         if self.lstm_hidden is not None and self.lstm_hidden % 2:
@@ -86,32 +91,12 @@ class ResidualBiLSTM(nn.Module):
         return x + out
 
 
-class P2SHead(nn.Module):
+class P2SHead(CosineHead):
     """Linear(dim, embed_dim), then cosines with two length-normalised class vectors (P2SGrad).
 
     Returns (cos [..., 2], projected vector [..., embed_dim]); cosines are float32 even under
     autocast because the loss is a difference of numbers in [-1, 1].
     """
-
-    def __init__(self, dim: int, embed_dim: int = 64, n_classes: int = 2):
-        super().__init__()
-        self.fc = nn.Linear(dim, embed_dim)
-        self.class_vectors = nn.Parameter(torch.randn(n_classes, embed_dim))
-
-    def unit_classes(self) -> torch.Tensor:
-        return F.normalize(self.class_vectors.float(), dim=-1)
-
-    def cosine(self, projected: torch.Tensor) -> torch.Tensor:
-        unit = F.normalize(projected.float(), dim=-1)
-        return (unit[..., None, :] * self.unit_classes()).sum(-1)
-
-    def bona_fide_dot(self, projected: torch.Tensor) -> torch.Tensor:
-        """c_bona^T p with the unit bona fide class vector (the numerator of the derived scores)."""
-        return (projected.float() * self.unit_classes()[0]).sum(-1)
-
-    def forward(self, x: torch.Tensor):
-        projected = self.fc(x)
-        return self.cosine(projected), projected
 
 
 class SELCNNMTL(nn.Module):
@@ -124,12 +109,14 @@ class SELCNNMTL(nn.Module):
         self.cnn = SELCNN(self.lfcc.out_dim, config.reduction, config.use_se, config.dropout)
         dim = SELCNN.output_dim(self.lfcc.out_dim)
         self.lstm = ResidualBiLSTM(dim, config.lstm_hidden)
+        head = CentreHead if config.loss == "ocsoftmax" else P2SHead
         if config.variant in _UTT_HEAD:
-            self.utt_head = P2SHead(dim, config.embed_dim)
+            self.utt_head = head(dim, config.embed_dim)
         if config.variant in _SEG_HEAD:
-            self.seg_head = P2SHead(dim, config.embed_dim)
-        self.loss_fn = P2SGradLoss()
+            self.seg_head = head(dim, config.embed_dim)
+        self.loss_fn = OCSoftmaxLoss.from_options(config.oc_softmax) if config.loss == "ocsoftmax" else P2SGradLoss()
         self.spec_augment: nn.Module | None = None
+        self.embedding_dim, self.feature_dim = dim, self.lfcc.out_dim  # the auxiliary tasks' hook
 
     segment_targets = staticmethod(segment_targets)
     segment_hop_s = SEGMENT_FRAMES * 0.01  # one segment score per 160 ms (time shrinks by 16)
@@ -142,12 +129,18 @@ class SELCNNMTL(nn.Module):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def embed(self, wave: torch.Tensor, lengths: torch.Tensor | None = None):
-        """-> h [B, M, 96] (zero past each clip's segments), segment counts [B].
+    def input_features(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> Features:
+        """The LFCC frames [B, T, 60] the trunk reads (before SpecAugment, which is training's)."""
+        return Features(*self.lfcc(wave, lengths))
 
-        Clips under 16 frames (~150 ms) are zero-extended to one segment.
-        """
-        feats, frames = self.lfcc(wave, lengths)
+    def embed(self, wave: torch.Tensor, lengths: torch.Tensor | None = None):
+        """-> h [B, M, 96] (zero past each clip's segments), segment counts [B]."""
+        return self.embed_features(self.input_features(wave, lengths))
+
+    def embed_features(self, features: Features):
+        """LFCC -> h [B, M, 96], segment counts [B]. Clips under 16 frames (~150 ms) are zero-extended
+        to one segment."""
+        feats, frames = features.values, features.frames
         if self.spec_augment is not None:
             feats = self.spec_augment(feats, frames)
         feats = F.pad(feats, (0, 0, 0, max(0, SEGMENT_FRAMES - feats.shape[1])))
@@ -194,23 +187,29 @@ class SELCNNMTL(nn.Module):
         return utt_cos, seg_cos, utt_cos[:, 0], seg_cos[..., 0]
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
-        """-> dict(utt_cos [B, 2] | None, seg_cos [B, M, 2] | None, seg_lengths [B],
-        utt_score [B], utt_branch_score [B] | None (the utterance head's cos_bona), seg_scores [B, M]).
+        """-> dict(utt_cos [B, C] | None, seg_cos [B, M, C] | None, seg_lengths [B],
+        utt_score [B], utt_branch_score [B] | None (the utterance head's cos_bona), seg_scores [B, M],
+        utt_embedding [B, 96] (the trunk's average over segments, the auxiliary tasks' input)).
 
-        A cosine is None when the variant has no loss at that level. seg_scores are NaN past
-        seg_lengths (so a careless mean or min shows up); seg_cos there is meaningless.
+        C is 2 (P2SGrad's class vectors) or 1 (OC-softmax's centre); column 0 is bona fide. A cosine
+        is None when the variant has no loss at that level. seg_scores are NaN past seg_lengths (so
+        a careless mean or min shows up); seg_cos there is meaningless.
         """
-        h, seg_lengths = self.embed(wave, lengths)
+        return self.forward_features(self.input_features(wave, lengths))
+
+    def forward_features(self, features: Features) -> dict:
+        """`forward` from the LFCC frames on (what a converted spoof of S2 goes through)."""
+        h, seg_lengths = self.embed_features(features)
         valid = valid_mask(seg_lengths, h.shape[1])
         branch = {"utterance": self._utterance, "segment": self._segment, "uttu": self._uttu,
                   "segu": self._segu}.get(self.config.variant, self._binary)
         utt_cos, seg_cos, utt_score, seg_scores = branch(h, valid)
         return {"utt_cos": utt_cos, "seg_cos": seg_cos, "seg_lengths": seg_lengths, "utt_score": utt_score,
                 "utt_branch_score": None if utt_cos is None else utt_cos[:, 0],
-                "seg_scores": seg_scores.masked_fill(~valid, math.nan)}
+                "seg_scores": seg_scores.masked_fill(~valid, math.nan), "utt_embedding": masked_mean(h, valid)}
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
-        """P2SGrad losses; targets are class indices (0 bona fide, 1 spoof, -1 ignored).
+        """P2SGrad (or OC-softmax) losses; targets are class indices (0 bona fide, 1 spoof, -1 ignored).
 
         seg_targets [B, M'] are cut or -1-padded to the model's M and ignored past seg_lengths.
         Returns dict(utt, seg, total): a level without a loss in this variant is None; total is

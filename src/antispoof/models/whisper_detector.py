@@ -29,8 +29,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from antispoof.features import WhisperLogMel
-from antispoof.models.common import (masked_mean, segment_targets, two_level_cross_entropy, two_level_outputs,
-                                     valid_mask)
+from antispoof.losses import OCSoftmaxLoss
+from antispoof.models.common import (CentreHead, Features, centre_outputs, check_loss, join_rows, masked_mean,
+                                     segment_targets, two_level_centre_loss, two_level_cross_entropy,
+                                     two_level_outputs, valid_mask)
 from antispoof.models.whisper_weights import MODELS_DIR, WeightsError, resolve_weights
 from antispoof.utils import seeded_global_rngs
 
@@ -51,6 +53,9 @@ class WhisperDetectorConfig:
     utterance_score: str = "utt"          # utt: the utterance head; seg_min: the lowest frame score
     head_dropout: float = 0.1
     loss_weights: dict = field(default_factory=lambda: {"utt": 1.0, "seg": 1.0})
+    loss: str = "ce"                      # ce: 2 logits per head | ocsoftmax: cosine to a bona fide centre
+    oc_softmax: dict = field(default_factory=dict)  # OCSoftmaxLoss margins: r_real, r_fake, alpha
+    oc_dim: int = 128                     # ocsoftmax: each head projects to this many dims before the cosine
     # SpecAugment, passed to the Whisper config (transformers' own masking algorithm)
     apply_spec_augment: bool = True
     mask_time_prob: float = 0.1
@@ -66,6 +71,8 @@ class WhisperDetectorConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
+        check_loss(self.loss, "ce")
+        OCSoftmaxLoss.from_options(self.oc_softmax)
         if self.pad_to not in ("max", "batch"):
             raise ValueError(f"pad_to must be 'max' or 'batch', got {self.pad_to!r}")
         if self.pooling not in ("attention", "mean"):
@@ -153,8 +160,13 @@ class WhisperDetector(nn.Module):
         self.chunk_samples = whisper.max_source_positions * FRAME_LABELS * MEL_HOP
         dim = whisper.d_model
         self.pool = AttentionPooling(dim) if config.pooling == "attention" else None
-        self.utt_head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(dim, 2))
-        self.seg_head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(dim, 2))
+        centre = config.loss == "ocsoftmax"  # CentreHead -> (cos [..., 1], projected); Linear -> 2 logits
+        self.utt_head = nn.Sequential(nn.Dropout(config.head_dropout),
+                                      CentreHead(dim, config.oc_dim) if centre else nn.Linear(dim, 2))
+        self.seg_head = nn.Sequential(nn.Dropout(config.head_dropout),
+                                      CentreHead(dim, config.oc_dim) if centre else nn.Linear(dim, 2))
+        self.oc_loss = OCSoftmaxLoss.from_options(config.oc_softmax) if centre else None
+        self.embedding_dim, self.feature_dim = dim, whisper.num_mel_bins  # the auxiliary tasks' hook
         self._mask_seeds = None  # the training run's SpecAugment module: per-batch mask seeds
         self._freeze(config.freeze_layers)
         if config.gradient_checkpointing:
@@ -283,17 +295,8 @@ class WhisperDetector(nn.Module):
             return torch.stack(states[:-1] + [enc.layer_norm(x)]), frames
         return enc.layer_norm(x), frames
 
-    @staticmethod
-    def _join(hidden: torch.Tensor, frames: torch.Tensor, owner: torch.Tensor, n_clips: int):
-        """Chunks' valid frames, clip by clip and in order -> [B, M, D], frames per clip [B]."""
-        seg_lengths = torch.zeros(n_clips, dtype=torch.long, device=hidden.device).index_add_(0, owner, frames)
-        valid = valid_mask(frames, hidden.shape[1])
-        rows = owner[:, None].expand_as(valid)[valid]
-        offsets = (frames.cumsum(0) - frames) - (seg_lengths.cumsum(0) - seg_lengths)[owner]
-        cols = (offsets[:, None] + torch.arange(hidden.shape[1], device=hidden.device)[None]).expand_as(valid)[valid]
-        joined = hidden.new_zeros(n_clips, int(seg_lengths.max()), hidden.shape[-1])
-        joined[rows, cols] = hidden[valid]
-        return joined, seg_lengths
+    # Chunks' valid frames, clip by clip and in order -> [B, M, D], frames per clip [B].
+    _join = staticmethod(join_rows)
 
     def hidden_states(self, wave: torch.Tensor, lengths: torch.Tensor, layers: list[int]):
         """The chosen hidden states (indices as in `encode(all_layers=True)`) of whole clips, chunks
@@ -306,29 +309,49 @@ class WhisperDetector(nn.Module):
         joined, seg_lengths = self._join(chosen.flatten(2), frames, owner, len(lengths))
         return joined.unflatten(2, chosen.shape[2:]), seg_lengths
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
-        """-> dict(utt_logits [B, 2], seg_logits [B, M, 2], seg_lengths [B], utt_score [B],
-        utt_branch_score [B], seg_scores [B, M]); logit column 0 is bona fide, 1 spoof.
-
-        Scores are logit_bona - logit_spoof; seg_scores are NaN past seg_lengths.
-        """
+    def input_features(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> Features:
+        """The log-mel of each max_seconds chunk, [N, T, n_mels], `owner` naming its clip (before
+        SpecAugment, which is training's): what the encoder reads."""
         if lengths is None:
             lengths = torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
         lengths = lengths.to(wave.device)
         chunks, chunk_lengths, owner = self._chunks(wave, lengths)
         mel, mel_frames = self.logmel(chunks, chunk_lengths)
+        return Features(mel.transpose(1, 2), mel_frames, owner, len(lengths))
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
+        """-> dict(utt_logits [B, 2], seg_logits [B, M, 2], seg_lengths [B], utt_score [B],
+        utt_branch_score [B], seg_scores [B, M], utt_embedding [B, D] (the pooled encoder output));
+        logit column 0 is bona fide, 1 spoof.
+
+        Scores are logit_bona - logit_spoof; seg_scores are NaN past seg_lengths. With
+        `loss: ocsoftmax` the heads give utt_cos [B, 1] and seg_cos [B, M, 1] instead, and the
+        scores are those cosines to the bona fide centres.
+        """
+        return self.forward_features(self.input_features(wave, lengths))
+
+    def forward_features(self, features: Features) -> dict:
+        """`forward` from the log-mel chunks on (what a converted spoof of S2 goes through)."""
+        mel, mel_frames = features.values.transpose(1, 2), features.frames
         hidden, frames = self.encode(self._spec_augment(mel, mel_frames), mel_frames)
-        h, seg_lengths = self._join(hidden, frames, owner, len(lengths))
+        h, seg_lengths = self._join(hidden, frames, features.owner, features.n_clips)
         valid = valid_mask(seg_lengths, h.shape[1])
         pooled = self.pool(h, valid) if self.pool is not None else masked_mean(h, valid)
-        utt_logits = self.utt_head(pooled).float()
-        seg_logits = self.seg_head(h).float()
-        return two_level_outputs(utt_logits, seg_logits, seg_lengths, self.config.utterance_score)
+        if self.config.loss == "ocsoftmax":
+            out = centre_outputs(self.utt_head(pooled)[0], self.seg_head(h)[0], seg_lengths,
+                                 self.config.utterance_score)
+        else:
+            utt_logits = self.utt_head(pooled).float()
+            seg_logits = self.seg_head(h).float()
+            out = two_level_outputs(utt_logits, seg_logits, seg_lengths, self.config.utterance_score)
+        return {**out, "utt_embedding": pooled}
 
     def losses(self, outputs: dict, utt_targets: torch.Tensor, seg_targets: torch.Tensor) -> dict:
-        """Cross-entropy at both levels; targets are spoof probabilities (class indices 0 bona fide,
-        1 spoof, or mixup's soft values; -1 ignored).
+        """Cross-entropy (or OC-softmax) at both levels; targets are spoof probabilities (class
+        indices 0 bona fide, 1 spoof, or mixup's soft values; -1 ignored).
 
         A level whose targets are all ignored contributes no loss (None), not a NaN.
         """
+        if self.config.loss == "ocsoftmax":
+            return two_level_centre_loss(outputs, utt_targets, seg_targets, self.config.loss_weights, self.oc_loss)
         return two_level_cross_entropy(outputs, utt_targets, seg_targets, self.config.loss_weights)

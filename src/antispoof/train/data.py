@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from antispoof.augment import WaveAugmenter
 from antispoof.config import load_config
 from antispoof.data.clip_check import CHECK_CACHE, ClipLimits, bad_clips_message, check_clips
-from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate
+from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate, speaker_names
 from antispoof.data.folds import make_folds
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.data.sources import effect_sounds, noise_beds
@@ -61,6 +61,9 @@ class FoldData:
         self.cfg = cfg
         self.wave_augment = wave_augmenter(augment_config(cfg).wave, self.train)
         self.cache = state_cache(cfg) if cfg.get("embed") else None
+        speaker_task = (cfg.get("aux") or {}).get("speaker") or {}
+        self.speakers = (speaker_index(self.train, data_dir / "train.csv", fold)
+                         if float(speaker_task.get("weight", 0) or 0) > 0 else None)
 
     def loader(self, part: str, train: bool = False, shard: bool = True) -> DataLoader:
         """A part's loader. Under DDP the fit's loaders are sharded across ranks (`shard`); the
@@ -72,12 +75,28 @@ class FoldData:
                                             **({} if shard else {"num_replicas": 1, "rank": 0}))
         if self.cache is not None:  # cached encoder states instead of audio: no reading, no wave chain
             views = int(self.cfg.embed.views) if train else 1
-            dataset = StateDataset(table, self.cache, self.segments, views=views, seed=self.cfg.seed)
+            dataset = StateDataset(table, self.cache, self.segments, views=views, seed=self.cfg.seed,
+                                   speakers=self.speakers if train else None)
             return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_states, num_workers=0)
         dataset = ClipDataset(table, self.segments, crop_s=d.crop_s if train else None, seed=self.cfg.seed,
-                              augment=self.wave_augment if train else None)
+                              augment=self.wave_augment if train else None, speakers=self.speakers if train else None)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=_workers(d.num_workers),
                           persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def speaker_index(train: pd.DataFrame, csv_path: Path, fold: int) -> dict[str, int]:
+    """Speaker -> class index over the bona fide clips of the fold's training part (speaker
+    classification, aux.speaker); a data set without two such speakers is refused in one line."""
+    if "speaker" not in train:
+        raise ManifestError(f"{csv_path}: aux.speaker (speaker classification) needs a `speaker` column; "
+                            "this data set has none (set aux.speaker.weight=0)")
+    bona = train.label.to_numpy() == "bonafide"
+    names = sorted({s for s, b in zip(speaker_names(train), bona) if b and s is not None})
+    if len(names) < 2:
+        raise ManifestError(f"{csv_path}: aux.speaker (speaker classification) needs at least 2 speakers among the "
+                            f"bona fide clips of fold {fold}'s training part, the `speaker` column names "
+                            f"{len(names)} (set aux.speaker.weight=0)")
+    return {name: i for i, name in enumerate(names)}
 
 
 def usable_clips(table: pd.DataFrame, cfg: DictConfig, csv_path: Path,

@@ -68,8 +68,13 @@ class EpochClock(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock) -> L.Trainer:
+def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock, module: DetectorModule | None = None) -> L.Trainer:
+    """The fold's Trainer. A module under manual optimisation (several optimisers: OC-softmax,
+    auxiliary tasks) clips its gradients itself, and auxiliary networks a batch may leave without
+    a gradient (no bona fide or spoof clip in it) need DDP's search for unused parameters."""
     t = cfg.trainer
+    manual = module is not None and not module.automatic_optimization
+    extras = module is not None and (module.aux is not None or bool(module.centres))
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_eer", mode="min",
                                  save_last=True, save_top_k=1, enable_version_counter=False)
     callbacks = [checkpoint, EarlyStopping(monitor="val_loss", patience=t.patience, mode="min"),
@@ -77,10 +82,11 @@ def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock) -> L.Trainer:
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.get("num_nodes", 1),
         precision=_precision(t.precision),
-        strategy=t.strategy, deterministic=t.deterministic, callbacks=callbacks,
+        strategy="ddp_find_unused_parameters_true" if extras and t.strategy == "ddp" else t.strategy,
+        deterministic=t.deterministic, callbacks=callbacks,
         logger=CSVLogger(out, name="logs", version=f"run{len(list((out / 'logs').glob('run*')))}"),
         limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches, gradient_clip_val=t.gradient_clip_val,
+        limit_val_batches=t.limit_val_batches, gradient_clip_val=None if manual else t.gradient_clip_val,
         use_distributed_sampler=False,  # LengthGroupedBatchSampler shards batches across ranks itself
         log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0, enable_model_summary=False)
 
@@ -134,6 +140,8 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     data = FoldData(cfg, fold)
     if data.cache is not None:  # a head on cached states takes their shape from the cache
         cfg.model.n_states, cfg.model.dim = data.cache.n_states, data.cache.dim
+    if data.speakers is not None:  # speaker classification: the fold's training speakers
+        cfg.aux.speaker.n_speakers = len(data.speakers)
     if writer:
         write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if len(data.skipped):  # data.check.bad_train_clips=skip: what the fold trained without
@@ -147,7 +155,7 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     else:
         _warm_start(module, cfg, fold)
     clock = EpochClock()
-    trainer = make_trainer(cfg, out, clock)
+    trainer = make_trainer(cfg, out, clock, module)
     trainer.fit(module, data.loader("train", train=True), data.loader("valid"),
                 ckpt_path=last if last.exists() else None, weights_only=True)
     if trainer.interrupted:  # Ctrl-C: Lightning stops cleanly; last.ckpt is there to resume from
