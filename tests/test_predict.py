@@ -189,6 +189,8 @@ def test_a_saved_vote_scores_new_audio_as_its_submission(tiny, experiment, audio
     cal = calibration.load(result["files"]["calibration"])
     np.testing.assert_allclose(scores.loc[ids, "llr"], cal.apply(submitted.loc[ids]), atol=1e-3)
     assert list(predicted["failed"].utt_id) == ["corrupt"] and scores.loc["long/two_minutes", "windows"] > 10
+    assert saved.model_path(f"vote_{tiny.name}", tmp_path / "subs") == model
+    assert saved.model_path(str(tmp_path / "subs" / f"vote_{tiny.name}")) == model
     # by stem from the submissions folder, and refused once a fold it was fitted on has changed
     table = experiment / "fold0" / "test.parquet"
     backup = table.read_bytes()

@@ -214,10 +214,13 @@ class SavedEnsemble:
 
 
 def model_path(name, submissions="submissions") -> Path:
-    """`--ensemble NAME`: a `<stem>_model.json` path, or a stem looked up in the submissions folder."""
+    """`--ensemble NAME`: a `<stem>_model.json` path, a path to a stem (submissions/demo_vote), or a
+    bare stem looked up in the submissions folder."""
     path = Path(name)
     if path.suffix == ".json":
         return path
+    if path.parent != Path("."):
+        return path.with_name(path.name + MODEL_SUFFIX)
     return Path(submissions) / f"{name}{MODEL_SUFFIX}"
 
 
