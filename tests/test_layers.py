@@ -16,11 +16,11 @@ LAYERS = [  # lowest first; a module may import from its own layer and the ones 
     ("antispoof.data", "antispoof.runs"),
     ("antispoof.features", "antispoof.augment", "antispoof.losses"),
     ("antispoof.models",),
-    ("antispoof.predict", "antispoof.train", "antispoof.embed"),
+    ("antispoof.predict", "antispoof.train", "antispoof.embed", "antispoof.infer"),
     ("antispoof.results", "antispoof.compare"),
     ("antispoof.ensemble",),
     ("antispoof.submission", "antispoof.scorer"),
-    ("antispoof.run_ensemble",),
+    ("antispoof.run_ensemble", "antispoof.run_predict"),
     ("antispoof.cli",),
 ]
 

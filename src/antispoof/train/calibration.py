@@ -59,8 +59,9 @@ def _llr_thresholds(llr: np.ndarray, labels) -> dict:
     return {"eer": compute_eer(llr[bona], llr[~bona])[1], "f1": best_f1_threshold(llr, labels)["threshold"]}
 
 
-def calibrate_experiment(exp_dir: Path, data_dir=None, prior: float | None = None) -> Calibration:
-    """Fit an experiment's calibration on its finished folds and write calibration.json beside them."""
+def calibrate_experiment(exp_dir: Path, data_dir=None, prior: float | None = None, write: bool = True) -> Calibration:
+    """Fit an experiment's calibration on its finished folds and write calibration.json beside them
+    (`write=False`: only return it, for a reader that must not write into the fold outputs)."""
     exp_dir = Path(exp_dir)
     folds = finished_folds(exp_dir)
     if not folds:
@@ -79,7 +80,8 @@ def calibrate_experiment(exp_dir: Path, data_dir=None, prior: float | None = Non
         fail(exp_dir, f"cannot calibrate: {err}")
     cal.info.update({"threshold": cal.info["bayes_threshold"], "threshold_rule": "bayes",
                      "llr_thresholds": _llr_thresholds(oof_llr, labels)})
-    save(cal, calibration_path(exp_dir))
+    if write:
+        save(cal, calibration_path(exp_dir))
     return cal
 
 
