@@ -10,7 +10,7 @@ FOLD   ?= 0
 ARGS   ?=
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup weights data folds embed probe train train-all report vote stack demo test clean-data
+.PHONY: setup weights data folds embed probe train train-all predict report vote stack demo test clean-data
 
 setup: $(STAMP)
 
@@ -46,6 +46,10 @@ train: $(STAMP)
 ## make train-all MODEL=...: every fold in turn
 train-all: $(STAMP)
 	$(BIN)/antispoof train --model $(MODEL) --data $(DATA) --all-folds $(ARGS)
+
+## make predict AUDIO="dir/ a.wav" [ENSEMBLE=demo_vote | MODEL=whisper_base_mhfa DATA=mini ARGS="--output-root folds/demo"]
+predict: $(STAMP)
+	$(BIN)/antispoof predict $(if $(ENSEMBLE),--ensemble $(ENSEMBLE),--experiment $(MODEL) --data $(DATA)) --audio $(AUDIO) $(ARGS)
 
 ## make report DATA=mini: results table of every trained experiment (mean ± std over folds)
 report: $(STAMP)
