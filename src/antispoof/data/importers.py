@@ -8,7 +8,6 @@ written, so a half-imported folder never looks finished.
 """
 from __future__ import annotations
 
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -20,7 +19,7 @@ from antispoof.data import manifest as mf
 from antispoof.data.audio import AudioError
 from antispoof.data.clip_check import check_clip, default_limits
 from antispoof.data.layout import build_target, swap_in, write_splits
-from antispoof.data.seglab import finest_seglab, labels_at_10ms, resolution_note
+from antispoof.data.seglab import finest_seglab, labels_at_10ms, load_seglab, resolution_note, seglab_array
 from antispoof.schema import LABELS, ManifestError, read_text_table, require_columns
 from antispoof.utils import write_text_atomic
 
@@ -176,39 +175,13 @@ def _find_root(root: Path, marker: str, wrappers: Iterable[str]) -> Path:
 PS_PROTOCOL = "protocols/PartialSpoof_LA_cm_protocols/PartialSpoof.LA.cm.{subset}.trl.txt"
 
 
-def _seglab_array(value, seglab_path: Path, utt_id: str) -> np.ndarray:
-    """PartialSpoof stores '0'/'1' strings (sometimes ints); return int8, 1 = bona fide."""
-    arr = np.asarray(value).reshape(-1)
-    if arr.size == 0:
-        raise ManifestError(f"{seglab_path}: segment labels of '{utt_id}' are empty")
-    if arr.dtype.kind in "USO":
-        text = np.char.strip(arr.astype(str))
-        if not np.isin(text, ("0", "1")).all():
-            bad = text[~np.isin(text, ("0", "1"))][0]
-            raise ManifestError(f"{seglab_path}: segment labels of '{utt_id}' contain '{bad}' (expected 0/1)")
-        return (text == "1").astype(np.int8)
-    if not np.isin(arr, (0, 1)).all():
-        raise ManifestError(f"{seglab_path}: segment labels of '{utt_id}' are not 0/1")
-    return arr.astype(np.int8)
-
-
-def _load_seglab(path: Path) -> dict:
-    if not path.is_file():
-        raise ManifestError(f"{path}: segment label file not found")
-    try:
-        data = np.load(path, allow_pickle=True)
-        return dict(data.item())
-    except (OSError, ValueError, TypeError, AttributeError, EOFError, pickle.UnpicklingError) as err:
-        raise ManifestError(f"{path}: not a pickled dict utt_id -> labels ({str(err).splitlines()[0]})") from None
-
-
 def _partialspoof_segments(rows: list[ProtocolRow], seglab: dict, seglab_path: Path) -> dict[str, np.ndarray]:
     """Segment labels of each protocol row, checked against the utterance label."""
     segments = {}
     for row in rows:
         if row.utt_id not in seglab:
             raise ManifestError(f"{seglab_path}: no segment labels for '{row.utt_id}' ({row.where})")
-        seg = _seglab_array(seglab[row.utt_id], seglab_path, row.utt_id)
+        seg = seglab_array(seglab[row.utt_id], seglab_path, row.utt_id)
         if (seg.min() == 0) != (row.label == "spoof"):
             raise ManifestError(
                 f"{seglab_path}: segment labels of '{row.utt_id}' contradict its label '{row.label}' ({row.where})")
@@ -230,7 +203,7 @@ def import_partialspoof(root: str | Path, out: str | Path, workers: int = 8, for
     for subset in ("train", "dev", "eval"):
         rows = _read_protocol(root / PS_PROTOCOL.format(subset=subset), subset, seen)
         seglab_path, shifts[subset] = finest_seglab(root / "segment_labels", subset)
-        coarse = _partialspoof_segments(rows, _load_seglab(seglab_path), seglab_path)
+        coarse = _partialspoof_segments(rows, load_seglab(seglab_path), seglab_path)
         frames[subset] = _protocol_frame(
             rows, lambda r: root / r.subset / "con_wav" / f"{r.utt_id}.wav", "partialspoof", workers)
         segments[subset] = labels_at_10ms(coarse, shifts[subset], dict(zip(frames[subset].utt_id,

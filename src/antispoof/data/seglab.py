@@ -9,12 +9,13 @@ the regions are only as precise as that shift, which is why the data card names 
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 
 from antispoof.data.manifest import n_segments
-from antispoof.schema import SEGMENT_HOP_S, fail
+from antispoof.schema import SEGMENT_HOP_S, ManifestError, fail
 
 SHIFTS = ("0.01", "0.02", "0.04", "0.08", "0.16", "0.32", "0.64")  # seconds, as the file names spell them
 
@@ -54,3 +55,30 @@ def resolution_note(shifts: dict[str, str]) -> str:
     return (f"10 ms segment labels DERIVED ({which}: the finest resolution present), each window's label "
             "repeated over its 10 ms frames; spoofed regions are only as precise as that resolution, and "
             "min-pooling back to it gives the original labels.")
+
+
+def seglab_array(value, seglab_path: Path, utt_id: str) -> np.ndarray:
+    """PartialSpoof stores '0'/'1' strings (sometimes ints); return int8, 1 = bona fide."""
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0:
+        raise ManifestError(f"{seglab_path}: segment labels of '{utt_id}' are empty")
+    if arr.dtype.kind in "USO":
+        text = np.char.strip(arr.astype(str))
+        if not np.isin(text, ("0", "1")).all():
+            bad = text[~np.isin(text, ("0", "1"))][0]
+            raise ManifestError(f"{seglab_path}: segment labels of '{utt_id}' contain '{bad}' (expected 0/1)")
+        return (text == "1").astype(np.int8)
+    if not np.isin(arr, (0, 1)).all():
+        raise ManifestError(f"{seglab_path}: segment labels of '{utt_id}' are not 0/1")
+    return arr.astype(np.int8)
+
+
+def load_seglab(path: Path) -> dict:
+    """A PartialSpoof label file: a pickled dict utt_id -> labels (numpy's allow_pickle format)."""
+    if not path.is_file():
+        raise ManifestError(f"{path}: segment label file not found")
+    try:
+        data = np.load(path, allow_pickle=True)
+        return dict(data.item())
+    except (OSError, ValueError, TypeError, AttributeError, EOFError, pickle.UnpicklingError) as err:
+        raise ManifestError(f"{path}: not a pickled dict utt_id -> labels ({str(err).splitlines()[0]})") from None
