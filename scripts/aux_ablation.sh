@@ -10,4 +10,4 @@ BASE=whisper_base_mhfa_oc
 MODELS="$BASE ${BASE}_s1 ${BASE}_s2 ${BASE}_s3 ${BASE}_all"
 MODELS="$MODELS" DATA=${DATA:-mini} FOLDS="${FOLDS:-0 1 2 3 4}" EPOCHS="${EPOCHS:-3}" bash scripts/results.sh
 .venv/bin/antispoof report --data "${DATA:-mini}" --experiments "${BASE}*"
-.venv/bin/antispoof compare ${BASE}_s1:$BASE ${BASE}_s2:$BASE ${BASE}_s3:$BASE ${BASE}_all:$BASE --data "${DATA:-mini}"
+.venv/bin/antispoof compare ${BASE}_s1:$BASE ${BASE}_s2:$BASE ${BASE}_s3:$BASE ${BASE}_all:$BASE --data "${DATA:-mini}" --resamples "${RESAMPLES:-200}"
