@@ -20,7 +20,7 @@ from antispoof.data.audio import AudioError
 from antispoof.data.clip_check import check_clip, default_limits
 from antispoof.data.layout import build_target, swap_in, write_splits
 from antispoof.data.seglab import finest_seglab, labels_at_10ms, load_seglab, resolution_note, seglab_array
-from antispoof.schema import LABELS, ManifestError, read_text_table, require_columns
+from antispoof.schema import LABELS, ManifestError, fail, read_text_table, require_columns
 from antispoof.utils import write_text_atomic
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
@@ -38,14 +38,21 @@ class ProtocolRow(NamedTuple):
 
 # ---- shared helpers -----------------------------------------------------------------
 
-def _read_protocol(path: Path, subset: str, seen: dict[str, str]) -> list[ProtocolRow]:
-    """Parse an ASVspoof-style protocol (`speaker utt_id - attack label`), one row per line.
+ASV19_FIELDS = (("speaker", "speaker"), ("utt_id", "utt_id"), ("-", None), ("attack", "attack"), ("label", "label"))
 
-    `seen` maps every utt_id already read (across all subsets) to where it was read, so a
-    duplicate between train and eval is caught as well as one inside a file.
+
+def _read_fields(path: Path, columns: tuple[tuple[str, str | None], ...], seen: dict[str, str]) -> list[dict]:
+    """A header-less, space-separated protocol: one trial per line, `columns` = (the corpus's name of
+    each field, our column or None to drop it), in file order; ours must include utt_id and label.
+    Every ASVspoof-style protocol is read here (2019 LA, PartialSpoof, ASVspoof 5, ASVspoof 2021).
+
+    `seen` maps every utt_id read so far (across the corpus's files) to where it was read, so a trial
+    listed in two files is caught as well as one listed twice in one file.
     """
     if not path.is_file():
-        raise ManifestError(f"{path}: protocol file not found")
+        fail(path, "protocol file not found")
+    native = " ".join(name for name, _ in columns)
+    label_name = next(name for name, ours in columns if ours == "label")  # as the corpus calls it
     rows = []
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
@@ -53,17 +60,23 @@ def _read_protocol(path: Path, subset: str, seen: dict[str, str]) -> list[Protoc
             if not fields:
                 continue
             where = f"{path} line {number}"
-            if len(fields) != 5:
-                raise ManifestError(
-                    f"{where}: expected 5 fields 'speaker utt_id - attack label', got {len(fields)}: {line.strip()!r}")
-            speaker, utt_id, _, attack, label = fields
-            if label not in LABELS:
-                raise ManifestError(f"{where}: unknown label '{label}' (expected bonafide or spoof)")
-            if utt_id in seen:
-                raise ManifestError(f"{where}: duplicate utt_id '{utt_id}' (first at {seen[utt_id]})")
-            seen[utt_id] = where
-            rows.append(ProtocolRow(speaker, utt_id, attack, label, subset, where))
+            if len(fields) != len(columns):
+                raise ManifestError(f"{where}: expected {len(columns)} fields '{native}', "
+                                    f"got {len(fields)}: {line.strip()!r}")
+            row = {ours: value for (_, ours), value in zip(columns, fields) if ours}
+            if row["label"] not in LABELS:
+                raise ManifestError(f"{where}: unknown {label_name} '{row['label']}' (expected bonafide or spoof)")
+            if row["utt_id"] in seen:
+                raise ManifestError(f"{where}: duplicate utt_id '{row['utt_id']}' (first at {seen[row['utt_id']]})")
+            seen[row["utt_id"]] = where
+            rows.append({**row, "where": where})
     return rows
+
+
+def _read_protocol(path: Path, subset: str, seen: dict[str, str]) -> list[ProtocolRow]:
+    """An ASVspoof 2019-style protocol (`speaker utt_id - attack label`), one row per line."""
+    return [ProtocolRow(r["speaker"], r["utt_id"], r["attack"], r["label"], subset, r["where"])
+            for r in _read_fields(path, ASV19_FIELDS, seen)]
 
 
 def _duration(path: Path, where: str) -> float:

@@ -24,9 +24,9 @@ import pandas as pd
 
 from antispoof.config import ConfigError
 from antispoof.data import manifest as mf
-from antispoof.data.importers import (ENGLISH, _card, _constant, _durations, _find_root, _test_frame,
-                                      _write_dataset, _write_protocol_corpus)
-from antispoof.schema import LABELS, ManifestError, fail, first_row, read_text_table, require_columns
+from antispoof.data.importers import (ENGLISH, _card, _constant, _durations, _find_root, _read_fields,
+                                      _test_frame, _write_dataset, _write_protocol_corpus)
+from antispoof.schema import fail, first_row, read_text_table, require_columns
 
 FORMATS = ("finvolution", "asvspoof5", "asvspoof2021", "inthewild")
 TRACKS = ("LA", "DF")
@@ -34,33 +34,9 @@ TRACKS = ("LA", "DF")
 
 # ---- space-separated protocols ---------------------------------------------------------------------
 
-def _read_fields(path: Path, columns: tuple[tuple[str, str | None], ...], seen: dict[str, str]) -> list[dict]:
-    """A header-less, space-separated protocol: one trial per line, `columns` = (the corpus's name of
-    each field, our column or None to drop it), in file order; ours must include utt_id and label.
-
-    `seen` maps every utt_id read so far (across the corpus's files) to where it was read, so a trial
-    listed in two files is caught as well as one listed twice in one file.
-    """
-    if not path.is_file():
-        fail(path, "protocol file not found")
-    native = " ".join(name for name, _ in columns)
-    rows = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path} line {number}"
-            if len(fields) != len(columns):
-                raise ManifestError(f"{where}: expected {len(columns)} fields '{native}', "
-                                    f"got {len(fields)}: {line.strip()!r}")
-            row = {ours: value for (_, ours), value in zip(columns, fields) if ours}
-            if row["label"] not in LABELS:
-                raise ManifestError(f"{where}: unknown key '{row['label']}' (expected bonafide or spoof)")
-            if row["utt_id"] in seen:
-                raise ManifestError(f"{where}: duplicate utt_id '{row['utt_id']}' (first at {seen[row['utt_id']]})")
-            seen[row["utt_id"]] = where
-            rows.append({**row, "where": where})
+def _read_trials(path: Path, columns: tuple[tuple[str, str | None], ...], seen: dict[str, str]) -> list[dict]:
+    """importers._read_fields, and a protocol without a trial is refused (these corpora always list some)."""
+    rows = _read_fields(path, columns, seen)
     if not rows:
         fail(path, "no trials in the protocol file")
     return rows
@@ -202,7 +178,7 @@ def import_asvspoof5(root: str | Path, out: str | Path, workers: int = 8, force:
     seen: dict[str, str] = {}
     frames = {}
     for subset in ("train", "dev", "eval"):
-        rows = _read_fields(_first_present([root, root / "ASVspoof5_protocols"], ASV5_PROTOCOLS[subset]),
+        rows = _read_trials(_first_present([root, root / "ASVspoof5_protocols"], ASV5_PROTOCOLS[subset]),
                             ASV5_COLUMNS, seen)
         audio = _first_present([root], ASV5_AUDIO[subset])
         frames[subset] = _frame(rows, lambda r: audio / f"{r['utt_id']}.flac", "asvspoof5", workers)
@@ -250,7 +226,7 @@ def import_asvspoof2021(root: str | Path, out: str | Path, track: str, train_fro
     if track not in TRACKS:
         raise ConfigError(f"ASVspoof 2021: track must be LA or DF, not {track or 'none'!r} (--track)")
     root = Path(root).absolute()
-    rows = _read_fields(root / "keys" / track / "CM" / "trial_metadata.txt", ASV21_COLUMNS[track], {})
+    rows = _read_trials(root / "keys" / track / "CM" / "trial_metadata.txt", ASV21_COLUMNS[track], {})
     name = f"ASVspoof2021_{track}_eval"
     folders = [root / name / "flac", *sorted(root.glob(f"{name}_part*/{name}/flac"))]
     index = _audio_index(folders)
