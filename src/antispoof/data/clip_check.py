@@ -23,6 +23,7 @@ import pandas as pd
 import soundfile as sf
 
 from antispoof.data.audio import AudioError, iter_blocks
+from antispoof.schema import ManifestError
 from antispoof.utils import write_csv_atomic
 
 CHECK_CACHE = "clip_check.csv"  # beside folds.csv: <output_root>/<data set>/clip_check.csv
@@ -166,6 +167,17 @@ def _write_cache(cache: Path, table: pd.DataFrame, limits: ClipLimits) -> None:
         write_csv_atomic(fresh, cache)
     except OSError:
         pass  # an unwritable output folder only costs the next run a re-check
+
+
+def require_usable(paths, csv_path: Path, limits: ClipLimits | None = None) -> pd.DataFrame:
+    """check_clips over a manifest's audio (`default_limits()` unless given), failing in one line
+    naming the manifest when any clip is unusable (probe, folds: they need every clip)."""
+    csv_path = Path(csv_path)
+    result = check_clips(paths, limits or default_limits(), progress=f"checking {csv_path.name}")
+    if (result["problem"] != "").any():
+        raise ManifestError(bad_clips_message(csv_path, result,
+                                              f"antispoof check --data {csv_path.parent} lists them all"))
+    return result
 
 
 def bad_clips_message(where, table: pd.DataFrame, hint: str) -> str:

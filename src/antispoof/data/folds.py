@@ -71,15 +71,6 @@ def assign_folds(df: pd.DataFrame, k: int = 5, seed: int = 0) -> np.ndarray:
     return folds
 
 
-def _check_audio(csv_path: Path, df: pd.DataFrame) -> None:
-    from antispoof.data.clip_check import bad_clips_message, check_clips, default_limits
-
-    result = check_clips(df["audio"], default_limits(), progress="checking train.csv")
-    if (result["problem"] != "").any():
-        raise ManifestError(bad_clips_message(csv_path, result, f"antispoof check --data {csv_path.parent} "
-                                              "lists them all"))
-
-
 def make_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path | None = None,
                check_audio: bool = False) -> Path:
     """Write folds.csv (utt_id, fold, label, group) for a data set's train.csv.
@@ -93,7 +84,9 @@ def make_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path 
     csv_path = data_dir / "train.csv"
     df = read_manifest(csv_path, "train", check_files=False)
     if check_audio:
-        _check_audio(csv_path, df)
+        from antispoof.data.clip_check import require_usable
+
+        require_usable(df["audio"], csv_path)
     if k < 2:
         raise ManifestError(f"{csv_path}: k = {k} folds; need k >= 2")
     groups = fold_groups(df)

@@ -15,10 +15,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
 from antispoof.data.audio import SR, read_audio
-from antispoof.data.clip_check import bad_clips_message, check_clips, default_limits
+from antispoof.data.clip_check import require_usable
 from antispoof.data.manifest import load_split
 from antispoof.metrics.detection import compute_eer
-from antispoof.schema import ManifestError
 from antispoof.utils import write_csv_atomic
 
 FEATURES = ("duration", "rms_db", "peak_db", "crest_db", "dc_offset", "zcr", "silence_ratio",
@@ -67,10 +66,7 @@ def statistics_table(manifest: pd.DataFrame) -> pd.DataFrame:
 def _checked(data_dir: Path, split: str) -> pd.DataFrame:
     """A split whose every clip passed the audio check (the probe needs all of them)."""
     table = load_split(data_dir, split)
-    result = check_clips(table["audio"], default_limits(), progress=f"checking {split}.csv")
-    if (result["problem"] != "").any():
-        raise ManifestError(bad_clips_message(data_dir / f"{split}.csv", result,
-                                              f"antispoof check --data {data_dir} lists them all"))
+    require_usable(table["audio"], data_dir / f"{split}.csv")
     return table
 
 
