@@ -65,24 +65,20 @@ def _missing_or_empty(path: Path) -> None:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
 
-def read_audio(path: str | Path, sr: int = SR, max_seconds: float | None = None) -> np.ndarray:
-    """Read a file as mono float32 at `sr` (channels averaged); at most `max_seconds` of it."""
+def read_audio(path: str | Path, sr: int = SR) -> np.ndarray:
+    """Read a file as mono float32 at `sr` (channels averaged)."""
     path = Path(path)
     _missing_or_empty(path)
     suffix = path.suffix.lower()
     if suffix in PYAV_FORMATS:
-        wave = pyav_decode(path, PYAV_FORMATS[suffix], sr)
-        return wave if max_seconds is None else wave[: int(max_seconds * sr)]
+        return pyav_decode(path, PYAV_FORMATS[suffix], sr)
     try:
-        with sf.SoundFile(str(path)) as fh:
-            frames = -1 if max_seconds is None else int(max_seconds * fh.samplerate)
-            wave, file_sr = fh.read(frames, dtype="float32", always_2d=True), fh.samplerate
+        wave, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
         try:
-            wave = pyav_decode(path, sr=sr)
+            return pyav_decode(path, sr=sr)
         except AudioError:
             raise AudioError(f"{path}: not a readable audio file ({_first_line(err)})") from None
-        return wave if max_seconds is None else wave[: int(max_seconds * sr)]
     return resample(wave.mean(axis=1), file_sr, sr)
 
 
