@@ -3,9 +3,10 @@
 # train the heads on every fold, then vote and stack over them. Every step resumes where a killed
 # run stopped (finished folds are skipped), so re-running it continues the study.
 #   MODELS="whisper_tiny_mhfa whisper_tiny_pooled" FOLDS="0 1 2 3 4" bash scripts/frozen_full.sh
+# Whisper-base (the default) needs 22 GB of disk for its cache, tiny.en 13 GB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODELS=${MODELS:-"whisper_tiny_mhfa whisper_tiny_pooled"}
+MODELS=${MODELS:-"whisper_base_mhfa whisper_base_pooled"}
 FOLDS=${FOLDS:-"0 1 2 3 4"}
 EPOCHS=${EPOCHS:-6}
 stage() { echo "== $1: $(date -u +%T)"; }
