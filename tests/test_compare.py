@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 
 from antispoof.cli import main
-from antispoof.compare import CompareError, FoldScores, compare, hidden_test, paired_bootstrap, parse_pair
+from antispoof.compare import (CompareError, FoldScores, ResampledEER, compare, hidden_test, paired_bootstrap,
+                               parse_pair)
 from antispoof.metrics import pool_segment_labels
+from antispoof.metrics.detection import compute_eer
+from antispoof.metrics.segments import pooled_segment_eer
 from antispoof.predict import table_metrics
 from antispoof.runs import write_table
 
@@ -92,6 +95,30 @@ def test_bootstrap_resamples_keep_both_classes_and_are_seeded():
     assert first == paired_bootstrap(folds, other, bonafide, resamples=200, seed=3)
     assert first["seg"] == {"delta": 0.0, "low": 0.0, "high": 0.0, "p_better": 0.0}, "same segment scores"
     assert first["utt"]["low"] < first["utt"]["high"]
+
+
+def test_resampled_eer_equals_the_eer_of_the_resampled_points():
+    """Oracle: re-weighting presorted points gives exactly compute_eer / pooled_segment_eer of the
+    resample's concatenated points, ties included (scores are rounded so many tie across classes)."""
+    rng = np.random.default_rng(1)
+    n = 60
+    bonafide = rng.random(n) < 0.3
+    utt = np.round(rng.standard_normal(n), 1) + bonafide
+    seg = [(np.round(rng.standard_normal(k), 1), rng.choice([0, 1, -1], size=k, p=[0.5, 0.4, 0.1]))
+           for k in rng.integers(1, 30, n)]
+    utt_eer = ResampledEER(utt, bonafide, np.arange(n))
+    scores = np.concatenate([s for s, _ in seg])
+    labels = np.concatenate([lab for _, lab in seg])
+    owner = np.repeat(np.arange(n), [len(s) for s, _ in seg])
+    keep = labels >= 0
+    seg_eer = ResampledEER(scores[keep], labels[keep] == 1, owner[keep])
+    for _ in range(50):
+        clips = rng.integers(0, n, n)
+        counts = np.bincount(clips, minlength=n)
+        drawn = bonafide[clips]
+        assert utt_eer.eer(counts) == compute_eer(utt[clips][drawn], utt[clips][~drawn])[0]
+        assert seg_eer.eer(counts) == pooled_segment_eer([seg[i] for i in clips])[0]
+    assert utt_eer.eer(np.ones(n, dtype=int)) == compute_eer(utt[bonafide], utt[~bonafide])[0]
 
 
 def test_errors_name_the_file_and_the_problem(tiny, runs, tmp_path, capsys):
