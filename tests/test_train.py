@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ import torch
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate, fit_labels
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.runs import fold_dir, read_table
-from antispoof.train.fold import _warm_start, experiment_config, train_fold
+from antispoof.train.fold import EpochClock, _warm_start, experiment_config, make_trainer, train_fold
 from antispoof.train.module import DetectorModule
 
 FAST = ["trainer.max_epochs=1", "data.folds=3", "data.num_workers=0", "data.batch_size=8",
@@ -129,6 +130,44 @@ def test_same_seed_same_result_and_resume(tiny, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
     runs = [pd.read_csv(p).dropna(subset=["val_loss"]) for p in sorted((out / "logs").glob("run*/metrics.csv"))]
     assert [sorted(r.epoch.unique()) for r in runs] == [[0], [0], [1]], "the resumed run only trains epoch 1"
+
+
+class _Flat(L.LightningModule):
+    """Validation EER never improves after epoch 0, so only epoch 0 writes best.ckpt."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, _):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, _):
+        self.log_dict({"val_eer": 0.5, "val_loss": 1.0 / (self.current_epoch + 1)})
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class _KillAt(L.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 2:
+            raise RuntimeError("killed")
+
+
+def test_a_run_killed_after_an_epoch_that_did_not_improve_resumes_after_it(tiny, tmp_path):
+    cfg = _cfg(tiny, tmp_path, extra=["trainer.max_epochs=4"])
+    trainer = make_trainer(cfg, tmp_path, EpochClock())
+    trainer.callbacks.append(_KillAt())
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 2)), batch_size=4)
+    with pytest.raises(RuntimeError, match="killed"):
+        trainer.fit(_Flat(), loader, loader)
+    best, last = (torch.load(tmp_path / "checkpoints" / f"{n}.ckpt", weights_only=True) for n in ("best", "last"))
+    assert (best["epoch"], best["global_step"]) == (0, 3)
+    assert (last["epoch"], last["global_step"]) == (1, 6), "last.ckpt was rewritten after epoch 1"
+    clock = EpochClock()
+    make_trainer(cfg, tmp_path, clock).fit(_Flat(), loader, loader, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    assert len(clock.seconds) == 2, "the resumed run trains epochs 2 and 3 only"
 
 
 def test_warm_up_trains_the_missing_base_model_then_loads_it(tiny, tmp_path, capsys):

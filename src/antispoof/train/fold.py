@@ -75,9 +75,13 @@ def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock, module: Detector
     t = cfg.trainer
     manual = module is not None and not module.automatic_optimization
     extras = module is not None and (module.aux is not None or bool(module.centres))
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_eer", mode="min",
-                                 save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [checkpoint, EarlyStopping(monitor="val_loss", patience=t.patience, mode="min"),
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_eer", mode="min",
+                           save_top_k=1, enable_version_counter=False)
+    # Not save_last: Lightning writes that only on epochs that also wrote best.ckpt, so a run killed
+    # after an epoch that did not improve would train it again. An unmonitored top-1 checkpoint
+    # named "last" is rewritten after every epoch.
+    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    callbacks = [best, last, EarlyStopping(monitor="val_loss", patience=t.patience, mode="min"),
                  TQDMProgressBar(refresh_rate=t.progress_every), clock]
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.get("num_nodes", 1),
