@@ -186,12 +186,20 @@ def _oof_frame(data_dir: Path, folds_path: Path, ids: list[str], labelled: pd.Se
     return frame.sort_values(["fold", "utt_id"], kind="stable").reset_index(drop=True)
 
 
-def load_ensemble(dataset: str, output_root="folds", experiments=None) -> Ensemble:
-    """Every model's OOF and test predictions on the clips and folds they all share."""
+def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=None) -> Ensemble:
+    """Every model's OOF and test predictions on the clips and folds they all share (or on the
+    given `folds` of those: ensembles with and without an experiment that finished fewer folds
+    compare on the same clips)."""
     data_dir = resolve_data_dir(str(dataset))
     root = dataset_dir(output_root, data_dir.name)
     found = discover(root, list(experiments) if experiments else None)
-    folds = common_folds(found)
+    common = common_folds(found)
+    if folds is not None:
+        missing = sorted(set(folds) - set(common))
+        if missing:
+            fail(root, f"fold(s) {missing} asked for, but the folds every experiment finished are {common}")
+        common = sorted(set(folds))
+    folds = common
     models = {name: load_model(root / name, {k: found[name][k] for k in folds}) for name in found}
     shared = set.intersection(*(set(m.oof.index) for m in models.values()))
     if any(len(m.oof) != len(shared) for m in models.values()):
