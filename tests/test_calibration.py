@@ -14,7 +14,7 @@ from antispoof.metrics import calibration as C
 from antispoof.results import report
 from antispoof.runs import write_table
 from antispoof.schema import ManifestError
-from antispoof.train.calibration import calibrate_experiment, is_current, read_calibration
+from antispoof.train.calibration import calibrate_experiment, calibration_rows, is_current, read_calibration
 
 
 def gaussian_scores(n=20000, seed=0):
@@ -157,6 +157,21 @@ def test_experiment_calibration_fits_on_concatenated_oof_and_averages_test_over_
     (exp / "fold2").mkdir()
     (exp / "fold2" / "metrics.json").write_text("{}")
     assert not is_current(cal, exp), "a fold finished since the fit"
+
+
+def test_each_folds_own_map_shows_when_fold_models_disagree_in_scale(tmp_path):
+    exp, data = _experiment(tmp_path)
+    path = exp / "fold1" / "oof.parquet"
+    write_table(pd.read_parquet(path).assign(score=lambda t: 3 * t["score"]), path)  # fold 1's model: 3x the scale
+    cal = calibrate_experiment(exp, data)
+    by_fold = {int(k): m for k, m in cal.info["by_fold"].items()}
+    own = C.fit(pd.read_parquet(path)["score"], pd.read_parquet(path)["label"])
+    assert (by_fold[1]["slope"], by_fold[1]["offset"]) == (own.slope, own.offset)
+    assert by_fold[0]["slope"] / by_fold[1]["slope"] == pytest.approx(3, rel=0.3)
+    assert max(m["cllr"] for m in by_fold.values()) < cal.metrics["oof"]["after"]["cllr"], \
+        "one map for both scales is worse than each fold's own"
+    row = calibration_rows([exp]).iloc[0]
+    assert row["slope by fold"] == " ".join(f"{by_fold[k]['slope']:.3g}" for k in (0, 1))
 
 
 def test_calibrate_command_and_report_show_before_and_after(tmp_path, capsys, monkeypatch):

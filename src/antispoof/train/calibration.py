@@ -10,7 +10,9 @@ are cross-fitted by fold; the test numbers, where solution.csv exists, only scor
 
 `antispoof train` refreshes the file whenever a fold finishes, `antispoof calibrate` fits it for
 experiments trained before, and `antispoof report` shows it. It records the folds it was fitted
-on, so `is_current` can tell when more have finished since. Decision thresholds are stored on
+on, so `is_current` can tell when more have finished since, and each fold's own map (fitted on that
+fold's OOF alone, `by_fold`): one map serves every fold model only if their score scales agree,
+and the spread of those slopes shows when they do not. Decision thresholds are stored on
 the LLR scale: `threshold` is the Bayes threshold of the ASVspoof 5 DCF (the decision an LLR
 is made for), with the OOF EER and F1-optimal (spoof positive) thresholds beside it.
 """
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from antispoof.data.manifest import load_solution
-from antispoof.metrics.calibration import Calibration, calibrate, load, save, summary_row
+from antispoof.metrics.calibration import Calibration, calibrate, fit, load, quality, save, summary_row
 from antispoof.metrics.detection import best_f1_threshold, bonafide_mask, compute_eer
 from antispoof.runs import PREDICTIONS, calibration_path, experiments, finished_folds, read_predictions
 from antispoof.schema import ManifestError, fail
@@ -59,6 +61,20 @@ def _llr_thresholds(llr: np.ndarray, labels) -> dict:
     return {"eer": compute_eer(llr[bona], llr[~bona])[1], "f1": best_f1_threshold(llr, labels)["threshold"]}
 
 
+def fold_maps(oof: pd.DataFrame, prior: float | None = None) -> dict[str, dict]:
+    """Each fold model's own map on its own OOF clips, with the Cllr it reaches there (in-sample:
+    a diagnostic of how far the fold models' scales differ, never applied; keys as in JSON)."""
+    maps = {}
+    for k, rows in oof.groupby("fold"):
+        labels = rows["label"].to_numpy()
+        if np.unique(bonafide_mask(labels)).size < 2:
+            continue
+        own = fit(rows["score"].to_numpy(float), labels, prior)
+        maps[str(k)] = {"slope": own.slope, "offset": own.offset,
+                        "cllr": quality(own.apply(rows["score"].to_numpy(float)), labels)["cllr"]}
+    return maps
+
+
 def calibrate_experiment(exp_dir: Path, data_dir=None, prior: float | None = None, write: bool = True) -> Calibration:
     """Fit an experiment's calibration on its finished folds and write calibration.json beside them
     (`write=False`: only return it, for a reader that must not write into the fold outputs)."""
@@ -79,7 +95,7 @@ def calibrate_experiment(exp_dir: Path, data_dir=None, prior: float | None = Non
     except ValueError as err:  # one class only in the OOF rows, a bad prior, non-finite scores
         fail(exp_dir, f"cannot calibrate: {err}")
     cal.info.update({"threshold": cal.info["bayes_threshold"], "threshold_rule": "bayes",
-                     "llr_thresholds": _llr_thresholds(oof_llr, labels)})
+                     "llr_thresholds": _llr_thresholds(oof_llr, labels), "by_fold": fold_maps(oof, prior)})
     if write:
         save(cal, calibration_path(exp_dir))
     return cal
@@ -114,8 +130,10 @@ def calibration_rows(exp_dirs) -> pd.DataFrame:
         cal = read_calibration(exp_dir)
         if cal is not None:
             folds = " ".join(map(str, cal.info.get("folds", [])))
+            by_fold = cal.info.get("by_fold", {})
             rows.append({"experiment": Path(exp_dir).name,
-                         "folds": folds + ("" if is_current(cal, exp_dir) else " (stale)"), **summary_row(cal)})
+                         "folds": folds + ("" if is_current(cal, exp_dir) else " (stale)"), **summary_row(cal),
+                         "slope by fold": " ".join(f"{m['slope']:.3g}" for m in by_fold.values()) or "-"})
     return pd.DataFrame(rows)
 
 
