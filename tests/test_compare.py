@@ -15,6 +15,8 @@ from antispoof.metrics.detection import compute_eer
 from antispoof.metrics.segments import pooled_segment_eer
 from antispoof.predict import table_metrics
 from antispoof.runs import write_table
+from antispoof.schema import ManifestError
+from antispoof.submission import Competition, write_label_submission, write_score_submission
 
 HOP = 0.16
 
@@ -138,6 +140,27 @@ def test_errors_name_the_file_and_the_problem(tiny, runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("antispoof compare: error: ") and "test.parquet: 1 test clip(s) not scored" in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_side_may_be_a_score_submission_file(tiny, runs, tmp_path):
+    root, metrics = runs
+    competition = Competition.load(tiny)
+    files = {}
+    for experiment in ("sharp", "blurred"):
+        table = pd.read_parquet(root / tiny.name / experiment / "fold0" / "test.parquet")
+        files[experiment] = str(write_score_submission(tmp_path / f"{experiment}_eer.csv", table["utt_id"],
+                                                       table["score"], competition))
+    write_label_submission(tmp_path / "labels_f1.csv", table["utt_id"], table["score"] < 0.5, competition)
+    both, mixed = compare(tiny, root, [(files["sharp"], files["blurred"]), (files["sharp"], "blurred")],
+                          resamples=50).to_dict("records")
+    for row, blurred in ((both, [0]), (mixed, [0, 1])):
+        expected = 100 * (metrics["sharp", 0]["eer"] - np.mean([metrics["blurred", k]["eer"] for k in blurred]))
+        delta, low, high = _cell(row["Δ utt EER (A-B)"])
+        assert delta == pytest.approx(expected, abs=0.006) and low <= delta <= high
+        assert row["Δ seg EER (A-B)"] == row["P(A better, seg)"] == "-", "a score file has no segment scores"
+    assert (both["folds"], mixed["folds"]) == ("-", "0 1")
+    with pytest.raises(ManifestError, match="labels_f1.csv: no 'score' column"):
+        compare(tiny, root, [(str(tmp_path / "labels_f1.csv"), "sharp")], resamples=10)
 
 
 def test_cli_prints_the_table(tiny, runs, capsys):

@@ -1,5 +1,8 @@
 """Paired comparison of two experiments on the hidden test clips: is A's EER really lower than B's?
 
+Either side may also be a score submission file (an ensemble's `<name>_eer.csv`, an ASVspoof 5
+TSV): then the utterance level is compared on its scores alone, and the segment level is left out.
+
 Every experiment scores the same test clips, so most of the clip-sampling noise is shared. Scoring
 both experiments on the same bootstrap resamples of those clips gives a confidence interval of
 the *difference*, much narrower than the two EERs' own intervals (on SpoofBench-mini, about
@@ -19,6 +22,7 @@ from antispoof.data.manifest import load_solution
 from antispoof.metrics.segments import segment_points
 from antispoof.runs import PREDICTIONS, dataset_dir, experiment_dir, finished_folds, read_predictions
 from antispoof.schema import ManifestError
+from antispoof.scorer import submission_scores
 
 
 class CompareError(ValueError):
@@ -27,9 +31,10 @@ class CompareError(ValueError):
 
 @dataclass
 class FoldScores:
-    """One fold's test predictions in solution order: utterance scores and per-clip segment points."""
+    """One fold's test predictions in solution order: utterance scores and per-clip segment points
+    (None for a submission file, which holds utterance scores only)."""
     utt: np.ndarray
-    seg: list[tuple[np.ndarray, np.ndarray]]
+    seg: list[tuple[np.ndarray, np.ndarray]] | None
 
 
 def load_fold(fold_dir: Path, solution: pd.DataFrame, segments: dict[str, np.ndarray]) -> FoldScores:
@@ -76,10 +81,12 @@ class ResampledEER:
         return float((frr[i] + far[i]) / 2)
 
 
-def _resampled(fold: FoldScores, bonafide: np.ndarray) -> tuple[ResampledEER, ResampledEER]:
+def _resampled(fold: FoldScores, bonafide: np.ndarray) -> tuple[ResampledEER, ResampledEER | None]:
     """A fold's utterance-level and segment-level EER under clip resampling (segment labels other
     than 0 / 1 are left out, as `pooled_segment_eer` leaves them out)."""
     utt = ResampledEER(fold.utt, bonafide, np.arange(len(bonafide)))
+    if fold.seg is None:
+        return utt, None
     scores = np.concatenate([s for s, _ in fold.seg])
     labels = np.concatenate([np.asarray(lab) for _, lab in fold.seg])
     owner = np.repeat(np.arange(len(fold.seg)), [len(s) for s, _ in fold.seg])
@@ -89,18 +96,22 @@ def _resampled(fold: FoldScores, bonafide: np.ndarray) -> tuple[ResampledEER, Re
 
 def _eers(folds: list[tuple[ResampledEER, ResampledEER]], counts: np.ndarray) -> tuple[float, float]:
     """Mean over folds of (utterance EER, segment EER) when clip i is drawn counts[i] times."""
+    segs = [seg for _, seg in folds]
     return (float(np.mean([utt.eer(counts) for utt, _ in folds])),
-            float(np.mean([seg.eer(counts) for _, seg in folds])))
+            float(np.mean([seg.eer(counts) for seg in segs])) if None not in segs else np.nan)
 
 
 def paired_bootstrap(a: list[FoldScores], b: list[FoldScores], bonafide: np.ndarray,
                      resamples: int = 1000, seed: int = 0) -> dict:
     """EER(A) - EER(B) in points at both levels, with 95 % percentile intervals and the share of
-    resamples in which A is better (lower). Resamples keep each class's clip count (stratified),
-    so every resample has both classes, as an EER needs."""
+    resamples in which A is better (lower); the segment level is None when a side has no segment
+    scores. Resamples keep each class's clip count (stratified), so every resample has both
+    classes, as an EER needs."""
     bonafide = np.asarray(bonafide, bool)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(bonafide), np.flatnonzero(~bonafide)]
+    if any(f.seg is None for f in (*a, *b)):  # a submission file: the utterance level only, on both sides
+        a, b = ([FoldScores(f.utt, None) for f in side] for side in (a, b))
     ra, rb = [_resampled(f, bonafide) for f in a], [_resampled(f, bonafide) for f in b]
     everything = np.ones(len(bonafide), dtype=np.int64)
     point = np.subtract(_eers(ra, everything), _eers(rb, everything))
@@ -111,6 +122,9 @@ def paired_bootstrap(a: list[FoldScores], b: list[FoldScores], bonafide: np.ndar
         draws[r] = np.subtract(_eers(ra, counts), _eers(rb, counts))
     result = {}
     for level, column in (("utt", 0), ("seg", 1)):
+        if np.isnan(point[column]):
+            result[level] = None
+            continue
         low, high = np.percentile(draws[:, column], [2.5, 97.5])
         result[level] = {"delta": 100 * point[column], "low": 100 * low, "high": 100 * high,
                          "p_better": float(np.mean(draws[:, column] < 0))}
@@ -134,10 +148,17 @@ def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str
     dataset = Path(data_dir).name
     loaded: dict[tuple[str, int], FoldScores] = {}
 
-    finished = {name: finished_folds(experiment_dir(output_root, dataset, name)) for pair in pairs for name in pair}
+    files = {name for pair in pairs for name in pair if is_submission(name)}
+    finished = {name: finished_folds(experiment_dir(output_root, dataset, name))
+                for pair in pairs for name in pair if name not in files}
 
     def scores(experiment: str, folds: list[int]) -> list[FoldScores]:
         """Each fold read once, however many pairs name the experiment (the claims script: five)."""
+        if experiment in files:  # one table of (fold-averaged, fused, ...) scores
+            if (experiment, -1) not in loaded:
+                utt = submission_scores(experiment, data_dir).loc[solution.index].to_numpy(float)
+                loaded[experiment, -1] = FoldScores(utt, None)
+            return [loaded[experiment, -1]]
         for k in folds:
             if (experiment, k) not in loaded:
                 loaded[experiment, k] = load_fold(finished[experiment][k], solution, segments)
@@ -145,17 +166,23 @@ def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str
 
     rows = []
     for a, b in pairs:
-        folds = sorted(set(finished[a]) & set(finished[b]))
-        if not folds:
+        sides = [set(finished[x]) for x in (a, b) if x not in files]
+        folds = sorted(set.intersection(*sides)) if sides else []
+        if sides and not folds:
             raise CompareError(f"{dataset_dir(output_root, dataset)}: {a} and {b} have no finished fold in common")
         r = paired_bootstrap(scores(a, folds), scores(b, folds), bonafide, resamples, seed)
-        row = {"A": a, "B": b, "folds": " ".join(map(str, folds))}
+        row = {"A": a, "B": b, "folds": " ".join(map(str, folds)) or "-"}
         for level in ("utt", "seg"):
             x = r[level]
-            row[f"Δ {level} EER (A-B)"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
-            row[f"P(A better, {level})"] = f"{x['p_better']:.2f}"
+            row[f"Δ {level} EER (A-B)"] = "-" if x is None else f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
+            row[f"P(A better, {level})"] = "-" if x is None else f"{x['p_better']:.2f}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def is_submission(name: str) -> bool:
+    """A side named by a score file (.csv / .tsv) rather than an experiment."""
+    return Path(name).suffix.lower() in (".csv", ".tsv")
 
 
 def parse_pair(text: str) -> tuple[str, str]:

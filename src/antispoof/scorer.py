@@ -268,6 +268,21 @@ def score_submission(submission_csv, data_dir) -> dict:
     return _score_utterances(path, df, data_dir, cfg)
 
 
+def submission_scores(submission_csv, data_dir) -> pd.Series:
+    """A score submission's scores (higher = more bona fide, as every score column here) by
+    utt_id, read and checked exactly as scoring it would (for paired comparisons)."""
+    path, data_dir = Path(submission_csv), Path(data_dir)
+    cfg = load_competition(data_dir)
+    df = _read_submission(path, cfg)
+    if cfg["score_column"] not in df.columns:
+        fail(path, f"no '{cfg['score_column']}' column: a comparison needs scores (a <name>_eer.csv or an "
+                   "ASVspoof 5 TSV), not hard labels")
+    _check_utterance_columns(path, df, cfg)
+    solution = read_manifest(data_dir / "solution.csv", "solution")
+    df = _align(path, df, solution, cfg["id_column"])
+    return pd.Series(_numbers(path, df, cfg["score_column"], cfg["id_column"]), index=solution["utt_id"].to_numpy())
+
+
 def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "<in memory>") -> dict:
     """What score_submission would say about these predictions, without writing a file.
 
