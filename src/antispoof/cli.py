@@ -273,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("compare", help="paired bootstrap of test EER differences between experiments")
-    p.add_argument("pairs", nargs="+", metavar="A:B", help="experiments (or score files such as submissions/stack_spoofbench-full_eer.csv) "
-                   "to compare, e.g. selcnn_segbw:selcnn_segment")
+    p.add_argument("pairs", nargs="+", metavar="A:B",
+                   help="experiments (or score files such as submissions/stack_spoofbench-full_eer.csv) "
+                        "to compare, e.g. selcnn_segbw:selcnn_segment")
     p.add_argument("--data", default="mini", help="mini, full or a data set folder (needs its solution.csv)")
     p.add_argument("--output-root", default="folds")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the test clips")

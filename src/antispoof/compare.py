@@ -174,8 +174,11 @@ def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str
         row = {"A": a, "B": b, "folds": " ".join(map(str, folds)) or "-"}
         for level in ("utt", "seg"):
             x = r[level]
-            row[f"Δ {level} EER (A-B)"] = "-" if x is None else f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
-            row[f"P(A better, {level})"] = "-" if x is None else f"{x['p_better']:.2f}"
+            if x is None:
+                row[f"Δ {level} EER (A-B)"] = row[f"P(A better, {level})"] = "-"
+                continue
+            row[f"Δ {level} EER (A-B)"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
+            row[f"P(A better, {level})"] = f"{x['p_better']:.2f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
