@@ -193,6 +193,9 @@ def test_typed_overrides_still_take_what_the_key_means():
         load_config("ensemble/default", ["vote.trials=abc"])
     with pytest.raises(ConfigError, match="max_sources must be an integer|unknown config key"):
         load_config("data/spoofbench_mini", ["max_sources=abc"])
+    with pytest.raises(ConfigError, match=r"cannot read the override 'submission.name=\{kind\}_x'.*quote"):
+        load_config("ensemble/default", ["submission.name={kind}_x"])
+    assert load_config("ensemble/default", ['submission.name="{kind}_x"']).submission.name == "{kind}_x"
 
 
 def test_a_row_with_too_few_fields_is_named(dataset, capsys):

@@ -23,6 +23,7 @@ import difflib
 import re
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONFIG_ROOT = Path("configs")
@@ -56,8 +57,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> DictCon
         if not override.startswith("+"):
             _check_known(merged, override.split("=", 1)[0], file)
             _check_type(merged, override, file)
-        merged = _expand_presets(OmegaConf.merge(merged, OmegaConf.from_dotlist([override.lstrip("+")])))
+        merged = _expand_presets(OmegaConf.merge(merged, _dotlist(override.lstrip("+"), file)))
     return merged
+
+
+def _dotlist(override: str, file: Path) -> DictConfig:
+    """One override as a config. Its value is read as YAML, so a value that starts with `{` or `[`
+    but is not a YAML mapping or list fails here in one line instead of in the YAML parser."""
+    try:
+        return OmegaConf.from_dotlist([override])
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(f"{file}: cannot read the override {override!r} ({problem}); "
+                          f"quote a text value, e.g. 'key=\"{{kind}}_x\"'") from None
 
 
 def _check_known(cfg: DictConfig, key: str, file: Path) -> None:
@@ -96,7 +108,7 @@ def _check_type(cfg: DictConfig, override: str, file: Path) -> None:
     """Refuse `key=value` when the value does not fit the type of the key's current value (module doc)."""
     key, text = override.split("=", 1)
     old = OmegaConf.select(cfg, key, default=None)
-    new = OmegaConf.select(OmegaConf.from_dotlist([override]), key, default=None)
+    new = OmegaConf.select(_dotlist(override, file), key, default=None)
     want, got = _kind(old), _kind(new)
     if want in ("int", "null") and _UNIT_KEY.search(key.rsplit(".", 1)[-1]):
         want = "float"  # seconds, hertz, decibels: a number (or null) whatever the default looks like
