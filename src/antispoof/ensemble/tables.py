@@ -103,14 +103,15 @@ def discover(root: Path, experiments=None) -> dict[str, dict[int, Path]]:
     return found
 
 
-def common_folds(found: dict[str, dict[int, Path]]) -> list[int]:
-    """The folds every experiment finished; a warning names what is left out."""
+def common_folds(found: dict[str, dict[int, Path]], warn: bool = True) -> list[int]:
+    """The folds every experiment finished; a warning names what is left out (unless the caller
+    chose the folds itself)."""
     common = sorted(set.intersection(*(set(f) for f in found.values())))
     every = sorted(set.union(*(set(f) for f in found.values())))
     short = [f"{n} {list(f)}" for n, f in found.items() if list(f) != every]
     if not common:
         fail(Path(", ".join(found)), "the experiments share no finished fold; train the same folds")
-    if short:
+    if short and warn:
         listed = ", ".join(short[:6]) + (f" and {len(short) - 6} more" if len(short) > 6 else "")
         warnings.warn(f"fold sets differ (fewer folds: {listed}): using the folds every experiment finished, "
                       f"{common}", EnsembleWarning, stacklevel=2)
@@ -193,7 +194,7 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=Non
     data_dir = resolve_data_dir(str(dataset))
     root = dataset_dir(output_root, data_dir.name)
     found = discover(root, list(experiments) if experiments else None)
-    common = common_folds(found)
+    common = common_folds(found, warn=folds is None)
     if folds is not None:
         missing = sorted(set(folds) - set(common))
         if missing:
