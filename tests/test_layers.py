@@ -17,10 +17,10 @@ LAYERS = [  # lowest first; a module may import from its own layer and the ones 
     ("antispoof.features", "antispoof.augment", "antispoof.losses"),
     ("antispoof.models",),
     ("antispoof.predict", "antispoof.train", "antispoof.embed", "antispoof.infer"),
-    ("antispoof.results", "antispoof.compare"),
+    ("antispoof.results",),
     ("antispoof.ensemble",),
     ("antispoof.submission", "antispoof.scorer"),
-    ("antispoof.run_ensemble", "antispoof.run_predict"),
+    ("antispoof.run_ensemble", "antispoof.run_predict", "antispoof.compare"),  # compare reads score files too
     ("antispoof.cli",),
 ]
 
