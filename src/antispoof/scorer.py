@@ -184,10 +184,15 @@ def _score_metrics(scores: np.ndarray, solution: pd.DataFrame, positive: str) ->
     return out
 
 
-def _score_utterances(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
+def _utterance_rows(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An utterance submission checked and in solution order, with the solution beside it."""
     _check_utterance_columns(path, df, cfg)
     solution = read_manifest(data_dir / "solution.csv", "solution")
-    df = _align(path, df, solution, cfg["id_column"])
+    return _align(path, df, solution, cfg["id_column"]), solution
+
+
+def _score_utterances(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
+    df, solution = _utterance_rows(path, df, data_dir, cfg)
     truth_bona = bonafide_mask(solution["label"])
     result = {"n": int(len(solution)), "n_bonafide": int(truth_bona.sum()),
               "n_spoof": int((~truth_bona).sum())}
@@ -277,9 +282,7 @@ def submission_scores(submission_csv, data_dir) -> pd.Series:
     if cfg["score_column"] not in df.columns:
         fail(path, f"no '{cfg['score_column']}' column: a comparison needs scores (a <name>_eer.csv or an "
                    "ASVspoof 5 TSV), not hard labels")
-    _check_utterance_columns(path, df, cfg)
-    solution = read_manifest(data_dir / "solution.csv", "solution")
-    df = _align(path, df, solution, cfg["id_column"])
+    df, solution = _utterance_rows(path, df, data_dir, cfg)
     return pd.Series(_numbers(path, df, cfg["score_column"], cfg["id_column"]), index=solution["utt_id"].to_numpy())
 
 

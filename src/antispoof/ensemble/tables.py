@@ -195,12 +195,10 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=Non
     root = dataset_dir(output_root, data_dir.name)
     found = discover(root, list(experiments) if experiments else None)
     common = common_folds(found, warn=folds is None)
-    if folds is not None:
-        missing = sorted(set(folds) - set(common))
-        if missing:
-            fail(root, f"fold(s) {missing} asked for, but the folds every experiment finished are {common}")
-        common = sorted(set(folds))
-    folds = common
+    missing = sorted(set(folds or []) - set(common))
+    if missing:
+        fail(root, f"fold(s) {missing} asked for, but the folds every experiment finished are {common}")
+    folds = common if folds is None else sorted(set(folds))
     models = {name: load_model(root / name, {k: found[name][k] for k in folds}) for name in found}
     shared = set.intersection(*(set(m.oof.index) for m in models.values()))
     if any(len(m.oof) != len(shared) for m in models.values()):

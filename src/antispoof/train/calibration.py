@@ -69,9 +69,9 @@ def fold_maps(oof: pd.DataFrame, prior: float | None = None) -> dict[str, dict]:
         labels = rows["label"].to_numpy()
         if np.unique(bonafide_mask(labels)).size < 2:
             continue
-        own = fit(rows["score"].to_numpy(float), labels, prior)
-        maps[str(k)] = {"slope": own.slope, "offset": own.offset,
-                        "cllr": quality(own.apply(rows["score"].to_numpy(float)), labels)["cllr"]}
+        scores = rows["score"].to_numpy(float)
+        own = fit(scores, labels, prior)
+        maps[str(k)] = {"slope": own.slope, "offset": own.offset, "cllr": quality(own.apply(scores), labels)["cllr"]}
     return maps
 
 
