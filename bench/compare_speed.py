@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from antispoof.compare import hidden_test, load_fold, paired_bootstrap
+from antispoof.commands.compare import hidden_test, load_fold, paired_bootstrap
 from antispoof.config import data_dir as resolve_data_dir
 from antispoof.runs import experiment_dir, finished_folds
 

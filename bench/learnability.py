@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from antispoof.metrics.conditions import CONDITIONS, eer_by_condition
 from antispoof.data.manifest import load_split
-from antispoof.embed import embed_dataset
+from antispoof.inference.states import embed_dataset
 from antispoof.features.state_cache import StateCache
 from antispoof.metrics import compute_eer
 

@@ -4,7 +4,7 @@ Thin entry point; the work is in src/antispoof/ensemble (configs/ensemble/defaul
 """
 import sys
 
-from antispoof.run_ensemble import main
+from antispoof.commands.ensemble import main
 
 if __name__ == "__main__":
     sys.exit(main("stack"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from antispoof.config import load_config
-from antispoof.data.benchmark import build_benchmark
+from antispoof.spoofbench.benchmark import build_benchmark
 
 TINY = ["max_utterances=20", "max_test_utterances=12", "probe.folds=3", "name=spoofbench-tiny",
         "per_source.tts=1.0", "per_source.vocoder=0.5", "per_source.partial=0.6", "concat.share=0.5",

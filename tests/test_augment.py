@@ -16,7 +16,7 @@ from antispoof.config import ConfigError, load_config
 from antispoof.data.audio import read_audio
 from antispoof.data.dataset import ClipDataset, collate
 from antispoof.data.manifest import load_segments, load_split
-from antispoof.data.sources import effect_sounds, noise_beds
+from antispoof.data.sounds import effect_sounds, noise_beds
 from antispoof.losses import P2SGradLoss, soft_cross_entropy
 from antispoof.train.fold import experiment_config
 from antispoof.train.module import DetectorModule

@@ -11,13 +11,13 @@ import soundfile as sf
 
 from antispoof.metrics.conditions import CONDITIONS
 from antispoof.config import load_config
-from antispoof.data import sources as src
+from antispoof.spoofbench import sources as src
 from antispoof.data.audio import SR
-from antispoof.data.benchmark import build_benchmark
+from antispoof.spoofbench.benchmark import build_benchmark
 from antispoof.data.manifest import load_segments, load_split, n_segments
-from antispoof.data.plan import ClipPlan, Piece, make_plan
-from antispoof.data.render import Renderer, choose_units, segment_labels
-from antispoof.data.utterances import Utterance, file_duration, join_utterances, speech_units
+from antispoof.spoofbench.plan import ClipPlan, Piece, make_plan
+from antispoof.spoofbench.render import Renderer, choose_units, segment_labels
+from antispoof.spoofbench.utterances import Utterance, file_duration, join_utterances, speech_units
 
 
 def test_sources_cover_every_corpus_with_texts():

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from antispoof import metrics as M
-from antispoof.cli import main as cli
+from antispoof.commands.cli import main as cli
 from antispoof.metrics import calibration as C
-from antispoof.results import report
+from antispoof.commands.report import report
 from antispoof.runs import write_table
 from antispoof.schema import ManifestError
 from antispoof.train.calibration import calibrate_experiment, calibration_rows, is_current, read_calibration

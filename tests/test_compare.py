@@ -7,16 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from antispoof.cli import main
-from antispoof.compare import (CompareError, FoldScores, ResampledEER, compare, hidden_test, paired_bootstrap,
+from antispoof.commands.cli import main
+from antispoof.commands.compare import (CompareError, FoldScores, ResampledEER, compare, hidden_test, paired_bootstrap,
                                parse_pair)
 from antispoof.metrics import pool_segment_labels
 from antispoof.metrics.detection import compute_eer
 from antispoof.metrics.segments import pooled_segment_eer
-from antispoof.predict import table_metrics
+from antispoof.inference.tables import table_metrics
 from antispoof.runs import write_table
 from antispoof.schema import ManifestError
-from antispoof.submission import Competition, write_label_submission, write_score_submission
+from antispoof.submit.writer import Competition, write_label_submission, write_score_submission
 
 HOP = 0.16
 

@@ -60,7 +60,7 @@ def test_half_widths_shrink_with_more_clips_and_agree_with_the_bootstrap():
 def test_the_scorer_reports_every_condition_of_the_solution(tiny, tmp_path):
     import pandas as pd
 
-    from antispoof.scorer import score_submission
+    from antispoof.submit.scorer import score_submission
 
     solution = pd.read_csv(tiny / "solution.csv")
     rng = np.random.default_rng(0)

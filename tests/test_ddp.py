@@ -1,6 +1,6 @@
 """Scale-out checked without a GPU: `antispoof train` with 2 processes under DDP on the CPU (gloo).
 
-This is what backs the README's multi-GPU line (`trainer.devices=N trainer.strategy=ddp`): the
+This is what backs docs/training.md's multi-GPU line (`trainer.devices=N trainer.strategy=ddp`): the
 ranks share the training batches, every validation and test clip is scored exactly once, the
 metrics are computed on all of them, one process writes the fold folder, and a resumed run
 continues from last.ckpt.
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _train(tiny, root: Path, epochs: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "antispoof.cli", "train", "--model", "selcnn_mulbs", "--data", str(tiny),
+    command = [sys.executable, "-m", "antispoof.commands.cli", "train", "--model", "selcnn_mulbs", "--data", str(tiny),
                "--fold", "0", f"output_root={root}", f"trainer.max_epochs={epochs}", "trainer.accelerator=cpu",
                "trainer.devices=2", "trainer.strategy=ddp", "data.folds=3", "data.batch_size=4",
                "data.crop_s=2.0", "data.num_workers=0", "trainer.progress_every=0", "trainer.patience=5"]

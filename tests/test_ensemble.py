@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from antispoof import metrics as M
-from antispoof import scorer
-from antispoof.cli import main as cli
+from antispoof.submit import scorer
+from antispoof.commands.cli import main as cli
 from antispoof.data.manifest import save_segments
 from antispoof.ensemble import crossfit
 from antispoof.ensemble.features import segment_statistics
@@ -23,10 +23,10 @@ from antispoof.ensemble.tables import EnsembleWarning, load_ensemble
 from antispoof.ensemble.thresholds import eer_threshold, f1_threshold, prior_weights
 from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_score, majority_threshold,
                                      search_weights, weighted_mean)
-from antispoof.run_ensemble import ensemble_config, main as ensemble_main, run
+from antispoof.commands.ensemble import ensemble_config, main as ensemble_main, run
 from antispoof.runs import write_table
 from antispoof.schema import ManifestError
-from antispoof.scorer import region_frames
+from antispoof.submit.scorer import region_frames
 
 # ---- a synthetic project: data set + fold outputs of three detectors -----------------------------
 
@@ -492,6 +492,33 @@ def test_run_writes_submissions_that_round_trip_through_the_scorer(project, kind
         assert weights["alpha"] > abs(weights["gamma"]), "the informative model weighs most"
 
 
+def test_the_ensemble_step_reads_each_input_once(project, monkeypatch):
+    """A dozen systems are scored, figures drawn and segments thresholded, yet every data set file
+    (solution.csv included) is read once; each fold's prediction table too."""
+    from collections import Counter
+    from pathlib import Path
+
+    reads, real_csv, real_parquet, real_load = Counter(), pd.read_csv, pd.read_parquet, np.load
+
+    def counted(real):
+        def read(source, *args, **kwargs):
+            name = Path(source if isinstance(source, (str, Path)) else source.name).resolve()
+            reads[str(name.relative_to(project.resolve()))] += 1
+            return real(source, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(pd, "read_csv", counted(real_csv))
+    monkeypatch.setattr(pd, "read_parquet", counted(real_parquet))
+    monkeypatch.setattr(np, "load", counted(real_load))
+    result = run("vote", config(project, "report.figures=true", "report.timelines=2"))
+    assert len(result["outcomes"]) > 5 and result["segments"]
+    data = "data/synth/"
+    for name in ("solution.csv", "test.csv", "train.csv", "solution_segments.npz", "train_segments.npz"):
+        assert reads[data + name] == 1, f"{name} read {reads[data + name]} times: {dict(reads)}"
+    tables = {k: v for k, v in reads.items() if k.endswith(".parquet")}
+    assert tables and set(tables.values()) == {1}, tables
+
+
 def test_the_ensemble_beats_noise_and_uses_the_informative_model(project):
     cfg = config(project, "vote.trials=200", "normalise.method=zscore")  # weights on one scale
     ens = load_ensemble(cfg.dataset, cfg.output_root)
@@ -518,7 +545,7 @@ def test_entry_point_prints_one_line_errors(project, capsys):
     assert code == 2 and "\n" not in err, "LightGBM's own refusal is one line too"
     assert err == ("ensemble/stack.py: error: stack.lightgbm: LightGBM refused the settings: "
                    "Check failed: (num_leaves) > (1)")
-    from antispoof.run_ensemble import parse_args
+    from antispoof.commands.ensemble import parse_args
     args = parse_args("vote", ["--experiments", "a", "b", "vote.mode=hard", "--dataset", "mini", "seed=1"])
     assert args.experiments == ["a", "b"] and args.overrides == ["vote.mode=hard", "seed=1"]
 

@@ -15,14 +15,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from antispoof.cli import main
+from antispoof.commands.cli import main
 from antispoof.config import ConfigError, load_config
 from antispoof.data.audio import AudioError
 from antispoof.data.clip_check import ClipLimits, check_clip, check_clips
-from antispoof.data.importers import import_competition_csv
+from antispoof.importers import import_competition_csv
 from antispoof.runs import fold_dir
 from antispoof.schema import ManifestError
-from antispoof.train.checkpoints import CheckpointError
+from antispoof.models.checkpoints import CheckpointError
 from antispoof.train.fold import experiment_config, train_fold
 
 SR = 16000
@@ -298,7 +298,7 @@ def test_a_failed_forced_import_leaves_the_old_data_set(tmp_path):
 def test_data_refuses_to_build_over_another_data_set(dataset, tiny_cfg):
     from omegaconf import OmegaConf
 
-    from antispoof.data.benchmark import _build_dir
+    from antispoof.spoofbench.benchmark import _build_dir
 
     same = OmegaConf.merge(tiny_cfg, {"out_dir": str(dataset)})
     assert _build_dir(dataset, same, force=False) == dataset, "the same build resumes in place"
@@ -315,7 +315,7 @@ def test_data_refuses_to_build_over_another_data_set(dataset, tiny_cfg):
 def test_vote_names_a_broken_prediction_table(tmp_path, monkeypatch, capsys, fault):
     from test_ensemble import make_project
 
-    from antispoof.run_ensemble import main as vote_main
+    from antispoof.commands.ensemble import main as vote_main
     from antispoof.runs import write_table
 
     monkeypatch.chdir(tmp_path)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from antispoof.cli import main as cli_main
+from antispoof.commands.cli import main as cli_main
 from antispoof.data.folds import fold_groups, make_folds
 from antispoof.schema import ManifestError
 

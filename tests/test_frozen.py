@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from antispoof import embed as embed_module
+from antispoof.inference import states as embed_module
 from antispoof.data.audio import read_audio
 from antispoof.data.manifest import load_split
 from antispoof.features.state_cache import CacheError, StateCache
@@ -201,7 +201,7 @@ def test_augmented_views_are_cached_and_drawn_per_epoch(tiny, tmp_path):
 
 
 def test_embed_command_takes_an_experiments_cache_settings(tiny, cache, capsys):
-    from antispoof.cli import main
+    from antispoof.commands.cli import main
 
     assert main(["embed", "--data", str(tiny), "--model", "whisper_tiny_pooled", "--out", str(cache.root)]) == 0
     assert "all" in capsys.readouterr().out  # every clip already cached: nothing encoded

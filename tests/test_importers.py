@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from antispoof.data import manifest as mf
-from antispoof.data.importers import import_asvspoof2019_la, import_competition_csv, import_partialspoof
+from antispoof.importers import import_asvspoof2019_la, import_competition_csv, import_partialspoof
 from antispoof.schema import ManifestError
 
 SR = 16000
@@ -295,7 +295,7 @@ def test_competition_csv_missing_column_and_file(competition, tmp_path):
 
 
 def test_cli_import(asvspoof, competition, tmp_path, capsys):
-    from antispoof.cli import main
+    from antispoof.commands.cli import main
 
     assert main(["import", "asvspoof2019", "--root", str(asvspoof), "--out", str(tmp_path / "a")]) == 0
     assert "imported:" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from antispoof import metrics as M
-from antispoof.cli import main as cli
+from antispoof.commands.cli import main as cli
 from antispoof.metrics import localisation as L
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from antispoof import metrics as M
-from antispoof import scorer
+from antispoof.submit import scorer
 from antispoof.schema import ManifestError
 
 P, CMISS, CFA = 0.05, 1.0, 10.0

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from antispoof.cli import main as cli
+from antispoof.commands.cli import main as cli
 from antispoof.config import ConfigError
 from antispoof.data import manifest as mf
-from antispoof.data.importers import import_partialspoof
-from antispoof.data.native_importers import (import_asvspoof2021, import_asvspoof5, import_finvolution,
+from antispoof.importers import import_partialspoof
+from antispoof.importers import (import_asvspoof2021, import_asvspoof5, import_finvolution,
                                              import_inthewild)
 from antispoof.schema import ManifestError, pool_labels
-from antispoof.scorer import score_submission
-from antispoof.submission import write_label_submission, write_score_submission
+from antispoof.submit.scorer import score_submission
+from antispoof.submit.writer import write_label_submission, write_score_submission
 
 SR = 16000
 

@@ -17,17 +17,17 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from antispoof.cli import main as cli
+from antispoof.commands.cli import main as cli
 from antispoof.ensemble import saved
 from antispoof.ensemble.crossfit import cross_fit
 from antispoof.ensemble.segments import fuse_segments
 from antispoof.ensemble.stack import LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import load_ensemble
 from antispoof.ensemble.vote import HardVote, SoftVote
-from antispoof.infer import WindowPlan, list_audio, stitch
+from antispoof.inference.engine import WindowPlan, list_audio, stitch
 from antispoof.metrics import calibration
-from antispoof.run_ensemble import ensemble_config, run
-from antispoof.run_predict import predict
+from antispoof.commands.ensemble import ensemble_config, run
+from antispoof.commands.predict import predict
 from antispoof.runs import calibration_path, read_table
 from antispoof.schema import ManifestError
 from antispoof.train.fold import experiment_config, train_fold

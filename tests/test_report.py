@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from antispoof.results import collect, report
+from antispoof.commands.report import collect, report
 
 
 def _fold(root, experiment, fold, eer, seg_eer, by_condition=None):

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from antispoof.config import load_config
-from antispoof.data import sources as src
+from antispoof.spoofbench import sources as src
 from antispoof.data.audio import SR, read_audio, rms_db, trim_silence
-from antispoof.data.channel import (CODECS, ChannelSpec, add_noise, apply_channel, codec_roundtrip,
-                                    colored_noise, draw_channel)
-from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS
+from antispoof.data.signal import CODECS, add_noise, codec_roundtrip, colored_noise
+from antispoof.spoofbench.channel import ChannelSpec, apply_channel, draw_channel
+from antispoof.spoofbench.attacks import TTS_SYSTEMS, VOCODERS
 
 ROOTS = load_config("configs/data/spoofbench_full.yaml").sources_roots
 

@@ -9,7 +9,7 @@ import pytest
 
 from antispoof import metrics as M
 from antispoof.schema import ManifestError
-from antispoof.scorer import score_submission
+from antispoof.submit.scorer import score_submission
 
 # 4 bona fide, 6 spoof from two attacks, two languages
 SOLUTION = pd.DataFrame({
@@ -173,10 +173,10 @@ def test_refuses_bad_competition_json(tmp_path, data_dir):
 
 # ---- writers: every format round-trips through `antispoof score` ------------------------------------
 
-from antispoof.cli import main as cli  # noqa: E402
+from antispoof.commands.cli import main as cli  # noqa: E402
 from antispoof.data.manifest import load_segments, load_split  # noqa: E402
-from antispoof.scorer import region_frames  # noqa: E402
-from antispoof.submission import (write_asvspoof5_scores, write_label_submission,  # noqa: E402
+from antispoof.submit.scorer import region_frames  # noqa: E402
+from antispoof.submit.writer import (write_asvspoof5_scores, write_label_submission,  # noqa: E402
                                   write_score_submission, write_segment_submission)
 
 

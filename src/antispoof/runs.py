@@ -3,7 +3,7 @@
     <output_root>/<dataset>/folds.csv                      the folds every experiment trains on
     <output_root>/<dataset>/<experiment>/fold<k>/
         config.yaml, checkpoints/{best,last}.ckpt, logs/run<n>/
-        oof.parquet, test.parquet                          prediction tables (antispoof.predict)
+        oof.parquet, test.parquet                          prediction tables (antispoof.inference.tables)
         metrics.json                                       written last
     <output_root>/<dataset>/<experiment>/calibration.json  score -> LLR map fitted on the OOF of its
                                                            finished folds (antispoof.train.calibration)

@@ -15,13 +15,15 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from antispoof.data.audio import SR, AudioError, read_audio, resample
-from antispoof.data.channel import CODECS, add_noise, align_to, codec_roundtrip
 from antispoof.data.dataset import FRAME, n_frames
+from antispoof.data.signal import CODECS, add_noise, align_to, codec_roundtrip
+from antispoof.data.sounds import effect_sounds, noise_beds
 from antispoof.utils import seeded_global_rngs
 
 WAVE_STEPS = ("crop", "echo", "reverb", "noise", "background", "babble", "resample", "codec",
@@ -297,3 +299,14 @@ class WaveAugmenter:
             if rng.random() < p:
                 clip = step(clip, rng)
         return clip
+
+
+def wave_augmenter(wave_cfg, train) -> WaveAugmenter:
+    """The per-clip chain of a fold, with what its steps draw on: noise beds and effects for
+    `background`, the fold's own bona fide training clips (`train`, a manifest table) for `babble`,
+    never validation or test clips."""
+    context = {"babble_clips": train.loc[train.label == "bonafide", "audio"].tolist()}
+    if wave_cfg.background.p > 0:
+        roots = [Path(r) for r in wave_cfg.background.roots]
+        context["noise_beds"] = noise_beds(roots) + effect_sounds(roots)
+    return WaveAugmenter(wave_cfg, context)

@@ -12,7 +12,7 @@ A data set is a folder, Kaggle style::
                            columns, label values, header or not, the extension ids carry
     README.md              data card
 
-SpoofBench (data/benchmark.py) and the importers (data/importers.py) both write through
+SpoofBench (spoofbench/benchmark.py) and the importers (importers/) both write through
 `write_splits`; `load_competition` is what the submission writers and the scorer read.
 Reading and validating the manifests is data/manifest.py.
 """

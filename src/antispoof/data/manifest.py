@@ -126,18 +126,22 @@ def read_manifest(csv_path: str | Path, kind: str = "train", check_files: bool =
     return df
 
 
-def load_split(data_dir: str | Path, split: str, check_files: bool = True) -> pd.DataFrame:
-    """The train split, or the test split joined with its hidden labels when solution.csv exists."""
+def load_split(data_dir: str | Path, split: str, check_files: bool = True, solution: pd.DataFrame | None = None,
+               test: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The train split, or the test split joined with its hidden labels when solution.csv exists
+    (`solution`, `test`: those files as already read, so a caller holding them reads neither again)."""
     data_dir = Path(data_dir)
     if split == "train":
         return read_manifest(data_dir / "train.csv", "train", check_files)
     if split != "test":
         raise ValueError(f"split must be train or test, not {split!r}")
-    test = read_manifest(data_dir / "test.csv", "test", check_files)
+    if test is None:
+        test = read_manifest(data_dir / "test.csv", "test", check_files)
     solution_path = data_dir / "solution.csv"
-    if not solution_path.exists():
-        return test
-    solution = read_manifest(solution_path, "solution")
+    if solution is None:
+        if not solution_path.exists():
+            return test
+        solution = read_manifest(solution_path, "solution")
     unknown = set(solution["utt_id"]) ^ set(test["utt_id"])
     if unknown:
         fail(solution_path, f"{len(unknown)} utt_id(s) differ from test.csv, e.g. '{sorted(unknown)[0]}'")
@@ -194,13 +198,14 @@ def load_segments(path: str | Path, manifest: pd.DataFrame | None = None) -> dic
     return segments
 
 
-def load_solution(data_dir: str | Path, needed_for: str | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def load_solution(data_dir: str | Path, needed_for: str | None = None, solution: pd.DataFrame | None = None,
+                  test: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The test split with its hidden labels and their 10 ms segment labels: for scoring only.
 
     Fails naming solution.csv (and what it is `needed_for`) when the data set hides its labels.
     """
     data_dir = Path(data_dir)
-    test = load_split(data_dir, "test", check_files=False)
+    test = load_split(data_dir, "test", check_files=False, solution=solution, test=test)
     if "label" not in test.columns:
         fail(data_dir / "solution.csv", "file not found" + (f" (needed {needed_for})" if needed_for else ""))
     return test, load_segments(data_dir / "solution_segments.npz", test)

@@ -43,7 +43,8 @@ def fuse_segments(ens: Ensemble, part: str, rows, normalisers: dict, weights, na
 
 def fit_segment_threshold(ens: Ensemble, fused_oof: list[np.ndarray], hop: float, rule: str = "eer") -> float:
     """Threshold on pooled OOF segments against their labels at the fused resolution."""
-    train = read_manifest(ens.data_dir / "train.csv", "train", check_files=False)
+    train = ens.train if ens.train is not None else read_manifest(ens.data_dir / "train.csv", "train",
+                                                                   check_files=False)
     labels = load_segments(ens.data_dir / "train_segments.npz", train)
     scores, truth = [], []
     for utt, s in zip(ens.oof["utt_id"], fused_oof):

@@ -51,6 +51,8 @@ class Ensemble:
     oof: pd.DataFrame    # utt_id, fold, label, group, duration (+ attack, language, kind)
     test: pd.DataFrame   # utt_id, duration, in test.csv order
     models: dict[str, ModelTables] = field(default_factory=dict)
+    train: pd.DataFrame | None = None  # train.csv as read once (segment thresholds need its labels)
+    test_manifest: pd.DataFrame | None = None  # test.csv as read once (the scorer joins it with the solution)
 
     @property
     def names(self) -> list[str]:
@@ -163,9 +165,9 @@ def load_model(exp_dir: Path, folds: dict[int, Path]) -> ModelTables:
                        dict(zip(folds, aligned)))
 
 
-def _oof_frame(data_dir: Path, folds_path: Path, ids: list[str], labelled: pd.Series) -> pd.DataFrame:
+def _oof_frame(train: pd.DataFrame, folds_path: Path, ids: list[str], labelled: pd.Series) -> pd.DataFrame:
     """Context of the OOF clips from train.csv and folds.csv, checked against the fold outputs."""
-    train = read_manifest(data_dir / "train.csv", "train", check_files=False).set_index("utt_id")
+    train = train.set_index("utt_id")
     if not folds_path.is_file():
         fail(folds_path, "file not found (the folds the experiments were trained on)")
     folds = pd.read_csv(folds_path, dtype={"utt_id": str}).set_index("utt_id")
@@ -207,8 +209,10 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=Non
     if not shared:
         fail(root, "the experiments share no OOF clip")
     first = next(iter(models.values())).oof
-    oof = _oof_frame(data_dir, folds_csv(output_root, data_dir.name), sorted(shared), first[["fold", "label"]])
-    test = read_manifest(data_dir / "test.csv", "test", check_files=False)[["utt_id", "duration"]]
+    train = read_manifest(data_dir / "train.csv", "train", check_files=False)
+    oof = _oof_frame(train, folds_csv(output_root, data_dir.name), sorted(shared), first[["fold", "label"]])
+    test_manifest = read_manifest(data_dir / "test.csv", "test", check_files=False)
+    test = test_manifest[["utt_id", "duration"]]
     for name, m in models.items():
         diff = set(m.test.index) ^ set(test["utt_id"])
         if diff:
@@ -218,5 +222,5 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=Non
         m.oof = m.oof.loc[oof["utt_id"]].drop(columns="label", errors="ignore").reset_index()
         m.test = m.test.loc[test["utt_id"]].reset_index()
         m.test_by_fold = {k: t.loc[test["utt_id"]].reset_index() for k, t in m.test_by_fold.items()}
-    return Ensemble(data_dir.name, data_dir, folds, oof, test.reset_index(drop=True), models)
+    return Ensemble(data_dir.name, data_dir, folds, oof, test.reset_index(drop=True), models, train, test_manifest)
 

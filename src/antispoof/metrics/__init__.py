@@ -3,7 +3,7 @@ utterances (EER, minDCF, actDCF, Cllr, F1, thresholds), `segments` for point-bas
 (segment EER, utterance scores from segment scores), `localisation` for localisation in time
 (range-based EER, region and event precision / recall / F1), `calibration` for the linear
 score -> LLR map and its JSON file. Reading ASVspoof 5 score files is the scorer's
-(antispoof.scorer.evaluate_files). Every name is also importable from here.
+(antispoof.submit.scorer.evaluate_files). Every name is also importable from here.
 """
 from antispoof.metrics.calibration import Calibration, effective_prior
 from antispoof.metrics.detection import (C_FA, C_MISS, P_SPOOF, act_dcf, bayes_threshold, best_f1_threshold,

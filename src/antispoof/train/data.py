@@ -13,15 +13,15 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from antispoof.augment import WaveAugmenter
+from antispoof.augment import wave_augmenter
 from antispoof.config import load_config
 from antispoof.data.clip_check import CHECK_CACHE, ClipLimits, bad_clips_message, check_clips
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate, speaker_names
 from antispoof.data.folds import make_folds
 from antispoof.data.manifest import load_segments, load_split
-from antispoof.data.sources import effect_sounds, noise_beds
 from antispoof.features.state_cache import StateCache
 from antispoof.features.state_dataset import StateDataset, collate_states
+from antispoof.inference.states import embed_dataset
 from antispoof.runs import folds_csv
 from antispoof.schema import ManifestError
 
@@ -123,8 +123,6 @@ def usable_clips(table: pd.DataFrame, cfg: DictConfig, csv_path: Path,
 def state_cache(cfg: DictConfig) -> StateCache:
     """The experiment's frozen-encoder cache (its `embed` section), embedding whatever is missing
     first: a fold run on a new data set starts with `antispoof embed` and resumes it."""
-    from antispoof.embed import embed_dataset
-
     e = cfg.embed
     wave_cfg = load_config(f"augment/{e.views_augment}").wave if e.views > 1 else None
     root, layers = embed_dataset(cfg.data.dir, e.encoder, e.layers, e.root, cfg.output_root, e.batch_seconds,
@@ -135,13 +133,3 @@ def state_cache(cfg: DictConfig) -> StateCache:
 def augment_config(cfg: DictConfig) -> DictConfig:
     """The experiment's augmentation settings (configs written before augmentation had none: off)."""
     return cfg.augment if isinstance(cfg.get("augment"), DictConfig) else load_config("augment/none")
-
-
-def wave_augmenter(wave_cfg: DictConfig, train: pd.DataFrame) -> WaveAugmenter:
-    """The per-clip chain, with what its steps draw on: noise beds and effects for `background`,
-    the fold's own bona fide training clips for `babble` (never validation or test clips)."""
-    context = {"babble_clips": train.loc[train.label == "bonafide", "audio"].tolist()}
-    if wave_cfg.background.p > 0:
-        roots = [Path(r) for r in wave_cfg.background.roots]
-        context["noise_beds"] = noise_beds(roots) + effect_sounds(roots)
-    return WaveAugmenter(wave_cfg, context)

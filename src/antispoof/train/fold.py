@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from antispoof.config import data_dir, load_config
 from antispoof.runs import METRICS, fold_dir, is_finished, write_metrics
-from antispoof.train.checkpoints import CheckpointError, check_resumable, model_state
+from antispoof.models.checkpoints import CheckpointError, check_resumable, model_state
 from antispoof.train.calibration import refresh as refresh_calibration
 from antispoof.train.data import FoldData, augment_config
 from antispoof.train.module import DetectorModule
@@ -127,7 +127,7 @@ def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
 
 def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
     """Train (or resume) one fold, then write its OOF/test predictions and metrics."""
-    from antispoof.predict import predict_table, write_predictions
+    from antispoof.inference.tables import predict_table, write_predictions
 
     out = fold_dir(cfg, fold)
     # Under DDP every rank runs this function (Lightning starts ranks > 0 as copies of the command,

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from antispoof.data.audio import SR, frame_energy_db
-from antispoof.data.sources import SourceClip
+from antispoof.spoofbench.sources import SourceClip
 from antispoof.utils import rng_for
 
 G722_BYTES_PER_S = 8000  # raw G.722 at 64 kbit/s: the Asterisk prompts carry no header

@@ -1,4 +1,4 @@
-"""The local leaderboard scorer: scores every file antispoof.submission writes, as a real leaderboard would.
+"""The local leaderboard scorer: scores every file antispoof.submit.writer writes, as a real leaderboard would.
 
   * a label and/or score CSV in the competition's format (competition.json, data/layout.py: its
     columns, label values, header or not, ids with their extension):
@@ -14,6 +14,7 @@ read only to score: here, by `antispoof train` for a fold's test metrics, and by
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,32 @@ from antispoof.metrics.localisation import region_scores
 from antispoof.schema import LABELS, SEGMENT_HOP_S, fail, first_row, read_text_table, require_columns
 
 GROUP_COLUMNS = ("attack", "language")
+
+
+class Truth:
+    """A data set's answers, each file read at most once however many systems are scored against
+    them (the ensemble scores a dozen): competition.json, solution.csv and, for segments and
+    hidden-test reports, the test split joined with it and solution_segments.npz."""
+
+    def __init__(self, data_dir, test: pd.DataFrame | None = None):
+        self.data_dir = Path(data_dir)
+        self._test = test  # test.csv as the caller read it, if it did
+        self._hidden = None
+
+    @functools.cached_property
+    def competition(self) -> dict:
+        return load_competition(self.data_dir)
+
+    @functools.cached_property
+    def solution(self) -> pd.DataFrame:
+        return read_manifest(self.data_dir / "solution.csv", "solution")
+
+    def hidden(self, needed_for: str | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """data.manifest.load_solution, from the solution.csv read here."""
+        if self._hidden is None:
+            known = self.solution if (self.data_dir / "solution.csv").is_file() else None
+            self._hidden = load_solution(self.data_dir, needed_for, known, self._test)
+        return self._hidden
 
 
 # ---- reading submissions ----------------------------------------------------------------
@@ -184,15 +211,17 @@ def _score_metrics(scores: np.ndarray, solution: pd.DataFrame, positive: str) ->
     return out
 
 
-def _utterance_rows(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _utterance_rows(path: Path, df: pd.DataFrame, truth: Truth) -> tuple[pd.DataFrame, pd.DataFrame]:
     """An utterance submission checked and in solution order, with the solution beside it."""
+    cfg = truth.competition
     _check_utterance_columns(path, df, cfg)
-    solution = read_manifest(data_dir / "solution.csv", "solution")
+    solution = truth.solution
     return _align(path, df, solution, cfg["id_column"]), solution
 
 
-def _score_utterances(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
-    df, solution = _utterance_rows(path, df, data_dir, cfg)
+def _score_utterances(path: Path, df: pd.DataFrame, truth: Truth) -> dict:
+    df, solution = _utterance_rows(path, df, truth)
+    cfg, data_dir = truth.competition, truth.data_dir
     truth_bona = bonafide_mask(solution["label"])
     result = {"n": int(len(solution)), "n_bonafide": int(truth_bona.sum()),
               "n_spoof": int((~truth_bona).sum())}
@@ -224,11 +253,12 @@ def region_frames(regions: pd.DataFrame, n_frames: int, hop_s: float = SEGMENT_H
     return frames
 
 
-def _score_segments(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> dict:
+def _score_segments(path: Path, df: pd.DataFrame, truth: Truth) -> dict:
     """Frame-level (10 ms, point-based) and derived utterance-level F1 of a spoofed-regions file, and
     its time-based region_* and IoU-matched event_* precision / recall / F1 (metrics.localisation)."""
+    cfg = truth.competition
     id_col = cfg["id_column"]
-    test, hidden = load_solution(data_dir, "to score segments")
+    test, hidden = truth.hidden("to score segments")
     extra = sorted(set(df[id_col]) - set(test["utt_id"]))
     if extra:
         fail(path, f"{len(extra)} id(s) not in the solution, e.g. '{extra[0]}'")
@@ -255,7 +285,7 @@ def _score_segments(path: Path, df: pd.DataFrame, data_dir: Path, cfg: dict) -> 
     return result
 
 
-def score_submission(submission_csv, data_dir) -> dict:
+def score_submission(submission_csv, data_dir, truth: Truth | None = None) -> dict:
     """Leaderboard numbers of a submission against `<data_dir>/solution.csv`.
 
     Hard labels give f1 / precision / recall / accuracy (positive class from
@@ -264,35 +294,37 @@ def score_submission(submission_csv, data_dir) -> dict:
     attack / language / condition where solution.csv has them (F1 per condition for hard labels); a regions file (start, end columns) gives
     segment_* (10 ms frames, pooled) and utterance_* (a clip with a region is spoof) scores, and
     region_* (seconds, spoof positive), range_frr / range_far and event_* (IoU >= 0.5) figures.
+    `truth`: the data set's answers as already read (Truth(data_dir) otherwise).
     """
-    path, data_dir = Path(submission_csv), Path(data_dir)
-    cfg = load_competition(data_dir)
-    df = _read_submission(path, cfg)
+    path, truth = Path(submission_csv), truth or Truth(data_dir)
+    df = _read_submission(path, truth.competition)
     if all(c in df.columns for c in SEGMENT_COLUMNS):
-        return _score_segments(path, df, data_dir, cfg)
-    return _score_utterances(path, df, data_dir, cfg)
+        return _score_segments(path, df, truth)
+    return _score_utterances(path, df, truth)
 
 
-def submission_scores(submission_csv, data_dir) -> pd.Series:
+def submission_scores(submission_csv, data_dir, truth: Truth | None = None) -> pd.Series:
     """A score submission's scores (higher = more bona fide, as every score column here) by
     utt_id, read and checked exactly as scoring it would (for paired comparisons)."""
-    path, data_dir = Path(submission_csv), Path(data_dir)
-    cfg = load_competition(data_dir)
+    path, truth = Path(submission_csv), truth or Truth(data_dir)
+    cfg = truth.competition
     df = _read_submission(path, cfg)
     if cfg["score_column"] not in df.columns:
         fail(path, f"no '{cfg['score_column']}' column: a comparison needs scores (a <name>_eer.csv or an "
                    "ASVspoof 5 TSV), not hard labels")
-    df, solution = _utterance_rows(path, df, data_dir, cfg)
+    df, solution = _utterance_rows(path, df, truth)
     return pd.Series(_numbers(path, df, cfg["score_column"], cfg["id_column"]), index=solution["utt_id"].to_numpy())
 
 
-def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "<in memory>") -> dict:
+def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "<in memory>",
+                      truth: Truth | None = None) -> dict:
     """What score_submission would say about these predictions, without writing a file.
 
     The ensemble uses it for the rows it does not submit (single models, other vote modes);
     the values go through the same text conversion as a file, so the numbers are identical.
     """
-    cfg = load_competition(data_dir)
+    truth = truth or Truth(data_dir)
+    cfg = truth.competition
     columns = {cfg["id_column"]: np.asarray(ids, dtype=str)}
     if is_spoof is not None:
         columns[cfg["label_column"]] = encode_labels(is_spoof, cfg).astype(str)
@@ -300,7 +332,7 @@ def score_predictions(ids, data_dir, scores=None, is_spoof=None, source: str = "
         columns[cfg["score_column"]] = [repr(float(s)) for s in scores]
     df = pd.DataFrame(columns).astype(str)
     df["_row"] = np.arange(1, len(df) + 1)
-    return _score_utterances(Path(source), df, Path(data_dir), cfg)
+    return _score_utterances(Path(source), df, truth)
 
 
 # ---- ASVspoof 5 score / key files -------------------------------------------------------

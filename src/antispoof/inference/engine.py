@@ -33,10 +33,10 @@ from antispoof.config import ConfigError
 from antispoof.data.audio import SR, AudioError, read_audio
 from antispoof.data.dataset import collate
 from antispoof.models.factory import build_model
-from antispoof.predict import predict_table
+from antispoof.inference.tables import predict_table
 from antispoof.runs import finished_folds
 from antispoof.schema import SEGMENT_HOP_S, fail
-from antispoof.train.checkpoints import check_matches, model_state
+from antispoof.models.checkpoints import check_matches, model_state
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".g722", ".aif", ".aiff",
                   ".au", ".snd", ".caf", ".w64", ".webm", ".wma"}
@@ -156,7 +156,7 @@ def _encoder_spec(cfg: DictConfig) -> tuple[str, tuple[int, ...], float]:
     its cache served it (embed.chosen_layers of `embed.layers`, checked against the head's size)."""
     from transformers import WhisperConfig
 
-    from antispoof.embed import chosen_layers
+    from antispoof.inference.states import chosen_layers
     from antispoof.models.whisper_weights import resolve_weights
 
     e = cfg.embed
@@ -255,7 +255,7 @@ class Scorer:
     per window for every experiment that reads it."""
 
     def __init__(self, experiments: list[FoldModels], device: torch.device):
-        from antispoof.embed import frozen_encoder
+        from antispoof.inference.states import frozen_encoder
 
         self.experiments, self.device = experiments, device
         self.encoders = {}
@@ -265,7 +265,7 @@ class Scorer:
                 self.encoders[exp.encoder] = frozen_encoder(name, max_seconds).to(device)
 
     def _states(self, waves: list[np.ndarray], spec) -> list[np.ndarray]:
-        from antispoof.embed import encode_clips, length_batches
+        from antispoof.inference.states import encode_clips, length_batches
 
         batch_seconds = float(next(e.cfg.embed.batch_seconds for e in self.experiments if e.encoder == spec))
         states: list[np.ndarray | None] = [None] * len(waves)

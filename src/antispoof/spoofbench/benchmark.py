@@ -4,9 +4,9 @@ Three steps, each deterministic for a seed:
 
 1. plan     - join recordings into bona fide utterances, pick them per split (test = unseen
               speakers), decide which spoofs each yields and draw every clip's channel
-              (`data/plan.py`, `data/utterances.py`).
+              (`spoofbench/plan.py`, `spoofbench/utterances.py`).
 2. render   - one task per *family* (an utterance and every clip derived from it), in a
-              process pool with a progress bar (`data/render.py`); each finished family is
+              process pool with a progress bar (`spoofbench/render.py`); each finished family is
               recorded on disk, so an interrupted build resumes where it stopped.
 3. assemble - conditions, train.csv / test.csv / solution.csv / segment labels / data card,
               then the shortcut probe.
@@ -25,19 +25,19 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from antispoof.data import sources as src
 from antispoof.data.audio import SR, AudioError, write_audio
 from antispoof.data.layout import check_free, is_free, staging_dir, swap_in, write_dataset
-from antispoof.data.plan import ClipPlan, condition_of, make_plan
-from antispoof.data.render import Renderer, segment_labels
-from antispoof.data.spoofers import SynthesisError, check_tools
-from antispoof.data.utterances import join_utterances
+from antispoof.data.sounds import noise_beds
+from antispoof.spoofbench import sources as src
+from antispoof.spoofbench.attacks import ATTACKS, SynthesisError, check_tools
+from antispoof.spoofbench.plan import ClipPlan, condition_of, configured_attacks, make_plan
+from antispoof.spoofbench.render import Renderer, segment_labels
+from antispoof.spoofbench.utterances import join_utterances
 from antispoof.utils import write_json_atomic
 
 # Bump when planning or rendering changes what a configuration produces: finished work of older
 # builds is then redone. 3 = SpoofBench v2 (utterances, word-level partial spoofs, channel profiles).
 BUILDER_VERSION = 3
-SLOW_ATTACKS = ("tts_kokoro",)
 
 
 def _row(plan: ClipPlan, duration: float, segments: np.ndarray) -> dict:
@@ -98,8 +98,9 @@ def _is_done(record: Path, family: list[ClipPlan]) -> bool:
 
 
 def _cost(family: list[ClipPlan]) -> float:
-    """Rough render cost of a family: neural TTS runs at about real time, the rest far faster."""
-    return sum(4.0 if any(a in SLOW_ATTACKS for a in plan.attacks) else 1.0 for plan in family)
+    """Rough render cost of a family from its attacks' declared costs (the channel and a bona fide
+    clip cost about as much as a cheap attack)."""
+    return sum(max([ATTACKS[a].cost for a in plan.attacks], default=0.0) + 0.1 for plan in family)
 
 
 def _plan_hash(cfg: DictConfig) -> str:
@@ -171,7 +172,7 @@ def _build_dir(target: Path, cfg: DictConfig, force: bool) -> Path:
 
 def build_benchmark(cfg: DictConfig, workers: int | None = None, force: bool = False) -> Path:
     """Build (or resume) a SpoofBench preset; returns the data set folder."""
-    missing = check_tools()
+    missing = check_tools(configured_attacks(cfg))
     if missing:
         raise SystemExit(f"missing programs {missing}: run `make setup` (it installs them with apt)")
     started = time.time()
@@ -187,11 +188,11 @@ def build_benchmark(cfg: DictConfig, workers: int | None = None, force: bool = F
     n_clips = sum(len(f) for f in families)
     print(f"{cfg.name}: {len(clips)} recordings joined into {len(utterances)} utterances; "
           f"{n_clips} clips planned in {len(families)} families")
-    rows, skipped, segments = render_all(families, cfg, out_dir, src.noise_beds(roots), workers)
+    rows, skipped, segments = render_all(families, cfg, out_dir, noise_beds(roots), workers)
     table = write_dataset(add_conditions(rows, cfg.attacks.unseen), segments, out_dir, METADATA)
     out_dir = swap_in(out_dir, target)  # a --force rebuild was staged beside the old data set
-    from antispoof.data.card import write_card
-    from antispoof.data.probe import run_probe
+    from antispoof.spoofbench.card import write_card
+    from antispoof.spoofbench.probe import run_probe
 
     probe = run_probe(out_dir, folds=cfg.probe.folds, seed=cfg.seed) if cfg.probe.enabled else None
     write_card(out_dir, cfg, table, skipped, probe, build_seconds=time.time() - started, n_recordings=len(clips),

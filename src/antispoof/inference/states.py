@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from antispoof.augment import WaveAugmenter
+from antispoof.augment import WaveAugmenter, wave_augmenter
 from antispoof.data.audio import read_audio
 from antispoof.data.dataset import clip_labels
 from antispoof.data.manifest import load_segments, load_split
@@ -33,7 +33,6 @@ from antispoof.features.state_cache import (META, CacheError, dataset_fingerprin
 from antispoof.features.state_dataset import view_id
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
 from antispoof.models.whisper_weights import MODELS_DIR, resolve_weights
-from antispoof.train.data import wave_augmenter
 from antispoof.utils import rng_for
 
 

@@ -5,7 +5,7 @@
 
 list the files (FILE | DIR | LIST) -> the audio check (data.clip_check: a file that fails is one
 line on stderr and a row of failed.csv; the others are still scored) -> windows, every fold model
-(antispoof.infer) -> per experiment, each window's scores averaged over its fold models with the
+(antispoof.inference.engine) -> per experiment, each window's scores averaged over its fold models with the
 test tables' own rule (ensemble.tables.average_test) -> the experiment's scores as they are, or the
 saved ensemble's system over them (ensemble.saved: the weights, normalisers, trees and thresholds
 that made the submission) -> per file: the utterance score, its LLR (the stored calibration), the
@@ -47,7 +47,7 @@ from antispoof.ensemble import saved as saved_ensembles
 from antispoof.ensemble.segments import clip_regions
 from antispoof.ensemble.tables import Ensemble, ModelTables, average_test
 from antispoof.ensemble.thresholds import fit_threshold
-from antispoof.infer import FoldModels, Scorer, WindowPlan, grid_seconds, list_audio, score_files, stitch
+from antispoof.inference.engine import FoldModels, Scorer, WindowPlan, grid_seconds, list_audio, score_files, stitch
 from antispoof.metrics import calibration
 from antispoof.metrics.segments import pool_segment_labels
 from antispoof.runs import calibration_path, dataset_dir, read_predictions

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from antispoof.data.sounds import first_existing
+
 LICENCES = {
     "tuxpaint": "GPL-2.0 (Tux Paint stamps, tuxpaint-stamps-default)",
     "asterisk": "CC-BY-SA-3.0 (Asterisk core sounds, Digium / Allison Smith and others)",
@@ -32,14 +34,6 @@ class SourceClip:
     speaker: str
     text: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
-
-
-def _first_existing(roots: Iterable[Path], relative: str) -> Path | None:
-    for root in roots:
-        candidate = Path(root) / relative
-        if candidate.exists():
-            return candidate
-    return None
 
 
 def _slug(text: str) -> str:
@@ -69,7 +63,7 @@ def _stamp_texts(txt_path: Path) -> dict[str, str]:
 
 
 def tuxpaint_clips(roots: Iterable[Path]) -> list[SourceClip]:
-    base = _first_existing(roots, "usr/share/tuxpaint/stamps")
+    base = first_existing(roots, "usr/share/tuxpaint/stamps")
     if base is None:
         return []
     clips = []
@@ -90,7 +84,7 @@ def tuxpaint_clips(roots: Iterable[Path]) -> list[SourceClip]:
 # ---- Asterisk telephone prompts -------------------------------------------------------------
 
 def _asterisk_transcripts(roots, lang: str) -> dict[str, str]:
-    doc = _first_existing(roots, f"usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz")
+    doc = first_existing(roots, f"usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz")
     if doc is None:
         return {}
     texts = {}
@@ -105,7 +99,7 @@ def _asterisk_transcripts(roots, lang: str) -> dict[str, str]:
 
 def asterisk_clips(roots: Iterable[Path]) -> list[SourceClip]:
     roots = list(roots)
-    base = _first_existing(roots, "usr/share/asterisk/sounds")
+    base = first_existing(roots, "usr/share/asterisk/sounds")
     if base is None:
         return []
     clips = []
@@ -126,7 +120,7 @@ def asterisk_clips(roots: Iterable[Path]) -> list[SourceClip]:
 # ---- festvox-ru: the recordings behind festival's msu_ru_nsh_clunits voice ------------------
 
 def festvox_ru_clips(roots: Iterable[Path]) -> list[SourceClip]:
-    voice = _first_existing(roots, "usr/share/festival/voices/russian/msu_ru_nsh_clunits")
+    voice = first_existing(roots, "usr/share/festival/voices/russian/msu_ru_nsh_clunits")
     if voice is None or not (voice / "etc/txt.done.data").exists():
         return []
     clips = []
@@ -143,7 +137,7 @@ def festvox_ru_clips(roots: Iterable[Path]) -> list[SourceClip]:
 # ---- KTuberling: single words in many languages ---------------------------------------------
 
 def ktuberling_clips(roots: Iterable[Path]) -> list[SourceClip]:
-    base = _first_existing(roots, "usr/share/ktuberling/sounds")
+    base = first_existing(roots, "usr/share/ktuberling/sounds")
     if base is None:
         return []
     clips = []
@@ -163,25 +157,6 @@ CORPORA: dict[str, Callable[[Iterable[Path]], list[SourceClip]]] = {
     "festvox_ru": festvox_ru_clips,
     "ktuberling": ktuberling_clips,
 }
-
-
-def noise_beds(roots: Iterable[Path]) -> list[str]:
-    """Music-on-hold recordings used as background noise in the channel chain."""
-    base = _first_existing(roots, "usr/share/asterisk/moh")
-    return sorted(str(p) for p in base.glob("*.wav")) if base else []
-
-
-_SPOKEN = re.compile(r"(_desc.*|_[a-z]{2,3}(_[a-zA-Z]{2,4})?|\d+)$")
-
-
-def effect_sounds(roots: Iterable[Path]) -> list[str]:
-    """Tux Paint's stamp sound effects (animals, vehicles, weather, ...), not its spoken names:
-    files named after a language (`cat_fr.ogg`), descriptions (`cat_desc.ogg`) and digits are
-    speech and are left out."""
-    base = _first_existing(roots, "usr/share/tuxpaint/stamps")
-    if not base:
-        return []
-    return sorted(str(p) for p in base.rglob("*.ogg") if not _SPOKEN.search(p.stem))
 
 
 def file_digest(path: str) -> str:

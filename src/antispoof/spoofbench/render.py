@@ -14,10 +14,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from antispoof.data.audio import SR, AudioError, read_audio, rms_db, set_level, trim_silence
-from antispoof.data.channel import ChannelSpec, apply_channel
-from antispoof.data.plan import ClipPlan, Piece
-from antispoof.data.spoofers import TTS_SYSTEMS, VOCODERS
-from antispoof.data.utterances import Utterance, speech_units
+from antispoof.spoofbench.channel import ChannelSpec, apply_channel
+from antispoof.spoofbench.plan import ClipPlan, Piece
+from antispoof.spoofbench.attacks import TTS_SYSTEMS, VOCODERS
+from antispoof.spoofbench.utterances import Utterance, speech_units
 from antispoof.schema import pool_labels
 from antispoof.utils import rng_for
 

@@ -1,9 +1,9 @@
 """The ensemble step: what `python ensemble/vote.py` and `python ensemble/stack.py` run, end to end.
 
 load every experiment's fold outputs -> cross-fit each system (every model alone, the
-votes, or the fusions and the stacker) -> write the submissions (antispoof.submission, the
+votes, or the fusions and the stacker) -> write the submissions (antispoof.submit.writer, the
 competition format and test ids read once) -> score them with the local leaderboard scorer
-(antispoof.scorer) -> calibrate every system's score to an LLR on its cross-fitted OOF scores
+(antispoof.submit.scorer) -> calibrate every system's score to an LLR on its cross-fitted OOF scores
 (the submitted one's written as <name>_calibration.json) -> print the results table -> write the report.
 
 The top layer below the CLI: it joins the ensemble (scores and decisions) to the submission
@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from antispoof.config import load_config
-from antispoof.data.manifest import load_solution
+from antispoof.console import quiet_third_party
 from antispoof.ensemble import report as R
 from antispoof.ensemble import saved
 from antispoof.ensemble.crossfit import Outcome, cross_fit
@@ -34,8 +34,8 @@ from antispoof.metrics.calibration import save as save_calibration
 from antispoof.metrics.detection import binary_scores, compute_eer
 from antispoof.metrics.localisation import range_eer
 from antispoof.schema import ManifestError, fail
-from antispoof.scorer import score_predictions, score_submission
-from antispoof.submission import (Competition, write_asvspoof5_scores, write_label_submission, write_score_submission,
+from antispoof.submit.scorer import Truth, score_predictions, score_submission
+from antispoof.submit.writer import (Competition, write_asvspoof5_scores, write_label_submission, write_score_submission,
                                   write_segment_submission)
 from antispoof.utils import write_json_atomic
 
@@ -84,8 +84,10 @@ def segment_regions(cfg: DictConfig, ens: Ensemble, soft, chosen: Outcome) -> di
     return {"fused": fused_test, "hop": hop, "threshold": threshold, "regions": regions}
 
 
-def write_submissions(cfg: DictConfig, ens: Ensemble, chosen: Outcome, segments: dict, stem: str) -> dict[str, Path]:
-    out, ids, competition = Path(cfg.submission.dir), ens.test["utt_id"], Competition.load(ens.data_dir)
+def write_submissions(cfg: DictConfig, ens: Ensemble, chosen: Outcome, segments: dict, stem: str,
+                      truth: Truth) -> dict[str, Path]:
+    out, ids = Path(cfg.submission.dir), ens.test["utt_id"]
+    competition = Competition(truth.competition, ids.to_numpy())  # test.csv's ids, as the ensemble read them
     files = {"f1": write_label_submission(out / f"{stem}_f1.csv", ids, chosen.test_spoof, competition),
              "eer": write_score_submission(out / f"{stem}_eer.csv", ids, chosen.test, competition)}
     if cfg.submission.asvspoof5:
@@ -105,23 +107,27 @@ def oof_metrics(ens: Ensemble, o: Outcome) -> dict:
     return {"eer": compute_eer(o.oof[bona], o.oof[~bona])[0], "f1": binary_scores(~bona, o.oof_spoof)["f1"]}
 
 
-def test_metrics(ens: Ensemble, outcomes: dict[str, Outcome], chosen: str, files: dict[str, Path]) -> dict[str, dict]:
+def test_metrics(ens: Ensemble, outcomes: dict[str, Outcome], chosen: str, files: dict[str, Path],
+                 truth: Truth | None) -> dict[str, dict]:
     """Hidden-test numbers from the local scorer: the files for the submitted system, else in memory."""
-    if not has_solution(ens):
+    if truth is None:
         return {}
     ids = ens.test["utt_id"]
-    scored = {name: score_predictions(ids, ens.data_dir, scores=o.test, is_spoof=o.test_spoof, source=name)
+    scored = {name: score_predictions(ids, ens.data_dir, scores=o.test, is_spoof=o.test_spoof, source=name,
+                                      truth=truth)
               for name, o in outcomes.items()}
-    from_files = {**score_submission(files["eer"], ens.data_dir), **score_submission(files["f1"], ens.data_dir)}
+    from_files = {**score_submission(files["eer"], ens.data_dir, truth),
+                  **score_submission(files["f1"], ens.data_dir, truth)}
     scored[chosen] = from_files
     return scored
 
 
-def calibrations(cfg: DictConfig, ens: Ensemble, outcomes: dict[str, Outcome]) -> dict[str, Calibration]:
+def calibrations(cfg: DictConfig, ens: Ensemble, outcomes: dict[str, Outcome],
+                 truth: Truth | None) -> dict[str, Calibration]:
     """Each system's linear score -> LLR map (metrics.calibration), fitted on its cross-fitted OOF
     scores (the "after" OOF numbers cross-fitted again by fold) and applied to its test scores;
     its decision threshold moved to the LLR scale, so the hard labels stay the same."""
-    test_bona = R.solution_parts(load_solution(ens.data_dir)[0], ens.test["utt_id"]) if has_solution(ens) else None
+    test_bona = R.solution_parts(truth.hidden()[0], ens.test["utt_id"]) if truth else None
     out = {}
     for name, o in outcomes.items():
         info = {"system": name, "kind": "model" if name in ens.names else "ensemble", "dataset": ens.dataset,
@@ -140,9 +146,9 @@ def calibration_table(cals: dict[str, Calibration], chosen: str) -> pd.DataFrame
     return pd.DataFrame([{"system": f"{n} *" if n == chosen else n, **summary_row(c)} for n, c in cals.items()])
 
 
-def segment_range_eer(ens: Ensemble, segments: dict) -> float:
+def segment_range_eer(ens: Ensemble, segments: dict, truth: Truth) -> float:
     """Range-based EER (in time) of the fused test segment scores against the hidden 10 ms labels."""
-    hidden = load_solution(ens.data_dir)[1]
+    hidden = truth.hidden()[1]
     return range_eer(dict(zip(ens.test["utt_id"], segments["fused"])), hidden, segments["hop"])[0]
 
 
@@ -188,14 +194,14 @@ def fitted_summary(o: Outcome, ens: Ensemble) -> dict:
 
 # ---- report -----------------------------------------------------------------------------------
 
-def _figures(cfg, ens, outcomes, chosen, segments, stem) -> dict[str, Path]:
+def _figures(cfg, ens, outcomes, chosen, segments, stem, truth) -> dict[str, Path]:
     out = Path(cfg.submission.dir)
     oof_bona = ens.bonafide
     systems = {name: {"oof": (o.oof, oof_bona)} for name, o in outcomes.items()}
     hist = {"OOF": (outcomes[chosen].oof, oof_bona)}
     figures = {}
-    if has_solution(ens):
-        solution, hidden_segments = load_solution(ens.data_dir)
+    if truth:
+        solution, hidden_segments = truth.hidden()
         test_bona = R.solution_parts(solution, ens.test["utt_id"])
         for name, o in outcomes.items():
             systems[name]["test"] = (o.test, test_bona)
@@ -203,7 +209,7 @@ def _figures(cfg, ens, outcomes, chosen, segments, stem) -> dict[str, Path]:
     figures["DET curves"] = R.plot_det(systems, out / f"{stem}_det.png")
     figures["Score histograms"] = R.plot_histograms(chosen, hist, outcomes[chosen].threshold,
                                                     cfg.report.histogram_bins, out / f"{stem}_hist.png")
-    if has_solution(ens) and cfg.report.timelines:
+    if truth and cfg.report.timelines:
         position = {u: i for i, u in enumerate(ens.test["utt_id"])}
         by_clip = dict(tuple(segments["regions"].groupby("utt_id")))
         context = solution.set_index("utt_id")
@@ -257,12 +263,14 @@ def run(kind: str, cfg: DictConfig, warnings_seen: list[str] | None = None) -> d
     soft = outcomes["vote:soft"].fitted
     segments = segment_regions(cfg, ens, soft, outcomes[chosen])
     stem = cfg.submission.name.format(kind=kind, dataset=ens.dataset)
-    files = write_submissions(cfg, ens, outcomes[chosen], segments, stem)
-    scored = test_metrics(ens, outcomes, chosen, files)
-    seg_scores = score_submission(files["segments"], ens.data_dir) if has_solution(ens) else {}
+    answers = Truth(ens.data_dir, ens.test_manifest)  # each data set file read once, when first needed
+    files = write_submissions(cfg, ens, outcomes[chosen], segments, stem, answers)
+    truth = answers if has_solution(ens) else None
+    scored = test_metrics(ens, outcomes, chosen, files, truth)
+    seg_scores = score_submission(files["segments"], ens.data_dir, truth) if truth else {}
     if seg_scores:
-        seg_scores["range_eer"] = segment_range_eer(ens, segments)
-    cals = calibrations(cfg, ens, outcomes)
+        seg_scores["range_eer"] = segment_range_eer(ens, segments, truth)
+    cals = calibrations(cfg, ens, outcomes, truth)
     files["calibration"] = save_calibration(cals[chosen], Path(cfg.submission.dir) / f"{stem}_calibration.json")
     # the fitted system itself, so `antispoof predict --ensemble` re-applies what scored the test clips
     files["model"] = saved.save(Path(cfg.submission.dir) / f"{stem}{saved.MODEL_SUFFIX}", kind, ens, cfg.output_root,
@@ -271,7 +279,7 @@ def run(kind: str, cfg: DictConfig, warnings_seen: list[str] | None = None) -> d
                                                          "min_region_s": cfg.segments.min_region_s},
                                 files["calibration"])
     table = results_table(ens, outcomes, scored, chosen)
-    figures = _figures(cfg, ens, outcomes, chosen, segments, stem) if cfg.report.figures else {}
+    figures = _figures(cfg, ens, outcomes, chosen, segments, stem, truth) if cfg.report.figures else {}
     sections = _sections(cfg, ens, table, scored, files, seg_scores, chosen, warnings_seen or [])
     sections.insert(2, ("Calibration: LLR = slope x score + offset, fitted on OOF (before -> after; OOF "
                         "cross-fitted by fold, test from the fit on every OOF clip)",
@@ -327,6 +335,7 @@ def main(kind: str, argv=None) -> int:
     import warnings
 
     args = parse_args(kind, argv)
+    quiet_third_party()
     seen: list[str] = []
 
     def show(message, category, *_args, **_kwargs):

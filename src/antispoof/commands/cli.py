@@ -10,10 +10,12 @@ import json
 import sys
 from pathlib import Path
 
+from antispoof.console import quiet_third_party
+
 
 def _cmd_data(args):
     from antispoof.config import load_config
-    from antispoof.data.benchmark import build_benchmark
+    from antispoof.spoofbench.benchmark import build_benchmark
 
     cfg = load_config(args.config or f"configs/data/spoofbench_{args.preset}.yaml", args.overrides)
     out = build_benchmark(cfg, workers=args.workers, force=args.force)
@@ -25,7 +27,7 @@ def _cmd_card(args):
 
 
 def _cmd_probe(args):
-    from antispoof.data.probe import run_probe
+    from antispoof.spoofbench.probe import run_probe
 
     result = run_probe(args.data, submission=args.submission, folds=args.folds, seed=args.seed)
     print(json.dumps(result, indent=2))
@@ -66,13 +68,13 @@ def _cmd_check(args):
 
 
 def _cmd_evaluate(args):
-    from antispoof.scorer import evaluate_files
+    from antispoof.submit.scorer import evaluate_files
 
     print(json.dumps(evaluate_files(args.scores, args.keys), indent=2))
 
 
 def _cmd_score(args):
-    from antispoof.scorer import score_submission
+    from antispoof.submit.scorer import score_submission
 
     print(json.dumps(score_submission(args.submission, args.data), indent=2))
 
@@ -90,7 +92,7 @@ def _cmd_embed(args):
     from omegaconf import OmegaConf
 
     from antispoof.config import CONFIG_ROOT, ConfigError, data_dir, load_config
-    from antispoof.embed import embed_dataset
+    from antispoof.inference.states import embed_dataset
 
     settings = {"encoder": args.model, "layers": "all", "max_seconds": 15.0}
     if (CONFIG_ROOT / "model" / f"{args.model}.yaml").is_file():  # an experiment: its cache, as training makes it
@@ -107,7 +109,7 @@ def _cmd_embed(args):
 
 def _cmd_report(args):
     from antispoof.config import data_dir
-    from antispoof.results import report
+    from antispoof.commands.report import report
 
     print(report(data_dir(args.data).name, args.output_root, args.experiments))
 
@@ -123,7 +125,7 @@ def _cmd_calibrate(args):
 
 
 def _cmd_compare(args):
-    from antispoof.compare import compare, parse_pair
+    from antispoof.commands.compare import compare, parse_pair
     from antispoof.config import data_dir
 
     pairs = [parse_pair(text) for text in args.pairs]
@@ -146,7 +148,7 @@ def _cmd_weights(args):
 
 
 def _cmd_predict(args):
-    from antispoof.run_predict import predict
+    from antispoof.commands.predict import predict
 
     result = predict(args.audio, args.experiment, args.ensemble, args.data, args.output_root, args.submissions,
                      args.out, args.window_s, args.overlap, args.threshold, args.device)
@@ -158,11 +160,11 @@ def _cmd_predict(args):
         print(f"{name}: {path}")
 
 
-NATIVE_FORMATS = ("finvolution", "asvspoof5", "asvspoof2021", "inthewild")  # data/native_importers.py
+NATIVE_FORMATS = ("finvolution", "asvspoof5", "asvspoof2021", "inthewild")  # importers.FORMATS, without importing it
 
 
 def _cmd_import(args):
-    from antispoof.data import importers
+    from antispoof import importers
     from antispoof.data.layout import check_free
 
     check_free(args.out, args.force, "antispoof import")  # before a long scan of the corpus
@@ -171,12 +173,10 @@ def _cmd_import(args):
         out = importers.import_partialspoof(args.root, args.out, force=args.force)
     elif args.format == "asvspoof2019":
         out = importers.import_asvspoof2019_la(args.root, args.out, force=args.force)
-    elif args.format in NATIVE_FORMATS:
-        from antispoof.data.native_importers import import_native
-
+    elif args.format in importers.FORMATS:
         if not args.root:
             raise SystemExit(f"antispoof import {args.format}: --root is required")
-        out = import_native(args.format, args.root, args.out, track=args.track, train_from=args.train_from,
+        out = importers.import_native(args.format, args.root, args.out, track=args.track, train_from=args.train_from,
                             force=args.force)
     else:
         if not args.csv or not args.audio_dir:
@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from antispoof.compare import CompareError
+    quiet_third_party()
+    from antispoof.commands.compare import CompareError
     from antispoof.config import ConfigError
     from antispoof.data.audio import AudioError
     from antispoof.schema import ManifestError

@@ -1,11 +1,11 @@
 """Importers for corpora as they are published: FinVolution 2024, ASVspoof 5, ASVspoof 2021 LA / DF
-and In-the-Wild (PartialSpoof, ASVspoof 2019 LA and any competition CSV are in data/importers.py).
+and In-the-Wild (PartialSpoof, ASVspoof 2019 LA and any competition CSV are in importers/protocols.py and competition_csv.py).
 
 Each reads its corpus exactly as distributed (file names, folders, column order, header or not, the
 corpus's own label words), because rewriting a protocol by hand is where a first row gets dropped as
-a header or 0 and 1 get swapped without anybody noticing. The rest is shared with data/importers.py:
+a header or 0 and 1 get swapped without anybody noticing. The rest is shared with importers/common.py:
 audio is never copied (absolute paths); every problem is a one-line ManifestError naming the file and
-line before anything is written; every file goes through layout.write_splits (via `_write_dataset`).
+line before anything is written; every file goes through layout.write_splits (via `write_imported`).
 
 ASVspoof 2021 and In-the-Wild are evaluation sets without a training split: their trials become the
 test split with its solution, and `train_from` takes train.csv and its segment labels from a data set
@@ -24,8 +24,8 @@ import pandas as pd
 
 from antispoof.config import ConfigError
 from antispoof.data import manifest as mf
-from antispoof.data.importers import (ENGLISH, _card, _constant, _durations, _find_root, _read_fields,
-                                      _test_frame, _write_dataset, _write_protocol_corpus)
+from antispoof.importers.common import (ENGLISH, constant_labels, data_card, file_durations, find_root, read_fields,
+                                        test_frame, write_imported, write_protocol_corpus)
 from antispoof.schema import fail, first_row, read_text_table, require_columns
 
 FORMATS = ("finvolution", "asvspoof5", "asvspoof2021", "inthewild")
@@ -35,18 +35,18 @@ TRACKS = ("LA", "DF")
 # ---- space-separated protocols ---------------------------------------------------------------------
 
 def _read_trials(path: Path, columns: tuple[tuple[str, str | None], ...], seen: dict[str, str]) -> list[dict]:
-    """importers._read_fields, and a protocol without a trial is refused (these corpora always list some)."""
-    rows = _read_fields(path, columns, seen)
+    """importers.read_fields, and a protocol without a trial is refused (these corpora always list some)."""
+    rows = read_fields(path, columns, seen)
     if not rows:
         fail(path, "no trials in the protocol file")
     return rows
 
 
 def _frame(rows: list[dict], audio_path, source: str, workers: int) -> pd.DataFrame:
-    """Manifest rows, in the column order of data/importers.py, then the corpus's own metadata;
+    """Manifest rows, in the column order of importers/common.py, then the corpus's own metadata;
     group = speaker (every clip of a talker in one fold)."""
     paths = [Path(audio_path(r)).absolute() for r in rows]
-    durations = _durations(zip(paths, (r["where"] for r in rows)), workers)
+    durations = file_durations(zip(paths, (r["where"] for r in rows)), workers)
     frame = pd.DataFrame({"utt_id": [r["utt_id"] for r in rows], "path": [str(p) for p in paths],
                           "duration": np.round(durations, 6), "label": [r["label"] for r in rows],
                           "attack": [r["attack"] for r in rows], "speaker": [r["speaker"] for r in rows]})
@@ -92,9 +92,9 @@ def _write_eval_corpus(out, title: str, origin: Path, test: pd.DataFrame, train_
         train, train_segments = pd.DataFrame(columns=list(mf.TRAIN_COLUMNS)), {}
         notes += (" No training split: train.csv is empty (import again with --train-from DATASET, e.g. "
                   "an ASVspoof 2019 LA import, to train here).")
-    card = _card(title, str(origin), {"train": train, "test": test}, notes)
-    return _write_dataset(Path(out), train, train_segments, test[list(mf.TEST_COLUMNS)],
-                          test.drop(columns=["path", "duration"]), _constant(test), card, force=force)
+    card = data_card(title, str(origin), {"train": train, "test": test}, notes)
+    return write_imported(Path(out), train, train_segments, test[list(mf.TEST_COLUMNS)],
+                          test.drop(columns=["path", "duration"]), constant_labels(test), card, force=force)
 
 
 # ---- FinVolution 2024 -------------------------------------------------------------------------------
@@ -128,10 +128,10 @@ def import_finvolution(root: str | Path, out: str | Path, workers: int = 8, forc
     paths = [train_dir / name for name in names]
     wheres = [f"{labels_path} row {i}" for i in range(1, len(names) + 1)]
     train = pd.DataFrame({"utt_id": names, "path": [str(p) for p in paths],
-                          "duration": np.round(_durations(zip(paths, wheres), workers), 6),
+                          "duration": np.round(file_durations(zip(paths, wheres), workers), 6),
                           "label": np.where(values == FIN_SPOOF, "spoof", "bonafide")})
     train["group"], train["source"] = train["utt_id"], "finvolution"
-    test = _test_frame(test_dir, True, workers) if test_dir.is_dir() else None
+    test = test_frame(test_dir, True, workers) if test_dir.is_dir() else None
     suffixes = {Path(name).suffix for name in [*train["utt_id"], *([] if test is None else test["utt_id"])]}
     extension = suffixes.pop() if len(suffixes) == 1 else ""
     if not re.fullmatch(r"\.[A-Za-z0-9_-]+", extension):  # no shared extension competition.json could name
@@ -153,8 +153,8 @@ def import_finvolution(root: str | Path, out: str | Path, workers: int = 8, forc
              "\"positive\": \"bonafide\", \"positive_value\": 1, \"negative_value\": 0 (the files stay byte-identical). "
              "Test labels are hidden (no solution.csv); segment labels constant; group = utt_id.")
     out = Path(out)
-    card = _card("FinVolution 2024", str(root), {"train": train, "test": test}, notes)
-    return _write_dataset(out, train, _constant(train), test, None, None, card, competition, force)
+    card = data_card("FinVolution 2024", str(root), {"train": train, "test": test}, notes)
+    return write_imported(out, train, constant_labels(train), test, None, None, card, competition, force)
 
 
 # ---- ASVspoof 5 --------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def import_asvspoof5(root: str | Path, out: str | Path, workers: int = 8, force:
     `ASVspoof5_protocols/`: space-separated, no header, 10 fields (speaker, file, gender, codec,
     codec_q, codec_seed, attack_tag, attack_label, key, tmp). Audio `flac_T/`, `flac_D/`, `flac_E_eval/`.
     """
-    root = _find_root(Path(root), "flac_T", ["ASVspoof5"])
+    root = find_root(Path(root), "flac_T", ["ASVspoof5"])
     seen: dict[str, str] = {}
     frames = {}
     for subset in ("train", "dev", "eval"):
@@ -187,8 +187,8 @@ def import_asvspoof5(root: str | Path, out: str | Path, workers: int = 8, force:
              "A01-A32 (eval attacks unseen in train/dev), eval through codecs (`codec`, `codec_q`). `subset` keeps "
              "the official train/dev split; group = speaker; segment labels are constant per utterance. "
              "Score files for the official evaluation: `write_asvspoof5_scores` (filename<TAB>cm-score).")
-    segments = {subset: _constant(frame) for subset, frame in frames.items()}
-    return _write_protocol_corpus(out, "ASVspoof 5", root, frames, segments, notes, force)
+    segments = {subset: constant_labels(frame) for subset, frame in frames.items()}
+    return write_protocol_corpus(out, "ASVspoof 5", root, frames, segments, notes, force)
 
 
 # ---- ASVspoof 2021 LA / DF ---------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def import_inthewild(root: str | Path, out: str | Path, train_from=None, workers
                      force: bool = False) -> Path:
     """In-the-Wild (Müller et al. 2022): `release_in_the_wild/meta.csv` (`file,speaker,label`, labels
     `bona-fide` / `spoof`) beside the audio; every clip -> test/solution, utt_id = the file's stem."""
-    root = _find_root(Path(root), "meta.csv", ["release_in_the_wild"])
+    root = find_root(Path(root), "meta.csv", ["release_in_the_wild"])
     meta = root / "meta.csv"
     df = read_text_table(meta, dtype=str, keep_default_na=False)
     require_columns(meta, df, ("file", "speaker", "label"))
@@ -265,7 +265,7 @@ def import_inthewild(root: str | Path, out: str | Path, train_from=None, workers
     paths = [(root / f).absolute() for f in files]
     wheres = [f"{meta} row {i}" for i in range(1, len(df) + 1)]
     frame = pd.DataFrame({"utt_id": ids, "path": [str(p) for p in paths],
-                          "duration": np.round(_durations(zip(paths, wheres), workers), 6), "label": labels,
+                          "duration": np.round(file_durations(zip(paths, wheres), workers), 6), "label": labels,
                           "speaker": df["speaker"].str.strip()})
     frame["group"], frame["source"], frame["language"] = frame["speaker"], "in_the_wild", ENGLISH
     notes = ("In-the-Wild: English speech of public figures, bona fide recordings and deepfakes found online "

@@ -1,4 +1,4 @@
-"""Submission writers: every leaderboard file goes through here (antispoof.scorer scores them).
+"""Submission writers: every leaderboard file goes through here (antispoof.submit.scorer scores them).
 
 A submission is a CSV with an id column and a hard `label` column (competition 0/1,
 1 = spoof by default) and/or a `score` column (higher = more bona fide). The column names,

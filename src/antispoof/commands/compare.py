@@ -22,7 +22,7 @@ from antispoof.data.manifest import load_solution
 from antispoof.metrics.segments import segment_points
 from antispoof.runs import PREDICTIONS, dataset_dir, experiment_dir, finished_folds, read_predictions
 from antispoof.schema import ManifestError
-from antispoof.scorer import submission_scores
+from antispoof.submit.scorer import submission_scores
 
 
 class CompareError(ValueError):

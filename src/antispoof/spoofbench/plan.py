@@ -16,9 +16,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from antispoof.metrics.conditions import BONAFIDE
-from antispoof.data.channel import PROFILES, draw_channel
-from antispoof.data.spoofers import TTS_SYSTEMS
-from antispoof.data.utterances import Utterance
+from antispoof.spoofbench.channel import PROFILES, draw_channel
+from antispoof.spoofbench.attacks import ATTACKS, TTS_SYSTEMS
+from antispoof.spoofbench.utterances import Utterance
 from antispoof.utils import rng_for
 
 
@@ -180,8 +180,23 @@ def assign_channels(plans: list[ClipPlan], cfg: DictConfig) -> None:
             plan.channel = draw_channel(rng, profile_of[id(plan)], cfg.channel).to_dict()
 
 
+def configured_attacks(cfg: DictConfig) -> list[str]:
+    """Every attack the preset names, checked against the registry: a TTS system where one speaks
+    (`tts`, `unseen`) and a vocoder where a waveform is resynthesised (`vocoders`)."""
+    wanted = {"tts": list(cfg.attacks.tts) + list(cfg.attacks.unseen), "vocoder": list(cfg.attacks.vocoders)}
+    for kind, names in wanted.items():
+        for name in names:
+            if name not in ATTACKS:
+                raise ValueError(f"attack {name!r} is not in the registry (spoofbench/attacks); known: "
+                                 f"{', '.join(sorted(ATTACKS))}")
+            if ATTACKS[name].kind != kind:
+                raise ValueError(f"attack {name!r} is a {ATTACKS[name].kind}, listed where a {kind} is expected")
+    return wanted["tts"] + wanted["vocoder"]
+
+
 def make_plan(cfg: DictConfig, utterances: list[Utterance]) -> list[list[ClipPlan]]:
     """Families of clip plans; every clip of a family derives from the same recordings."""
+    configured_attacks(cfg)
     test_speakers = set(cfg.test_speakers)
     chosen = (select_per_speaker([u for u in utterances if u.speaker not in test_speakers],
                                  cfg.max_utterances, cfg.seed, "train")

@@ -8,9 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from antispoof.metrics.conditions import CONDITIONS, condition_masks, expected_half_width
 from antispoof.schema import SEGMENT_HOP_S
-from antispoof.data.plan import region_lengths
-from antispoof.data.sources import LICENCES
-from antispoof.data.spoofers import ATTACKS
+from antispoof.spoofbench.plan import region_lengths
+from antispoof.spoofbench.sources import LICENCES
+from antispoof.spoofbench.attacks import ATTACKS
 from antispoof.utils import write_text_atomic
 
 
@@ -92,7 +92,7 @@ metadata of the test split), `sample_submission.csv`, `competition.json`, `audio
 
 ## Design
 - Test split = unseen speakers: {', '.join(cfg.test_speakers)}.
-- Attacks ({len(attacks)}): {', '.join(f"{a} ({ATTACKS.get(a, '?')})" for a in attacks)}.
+- Attacks ({len(attacks)}): {', '.join(_attack_note(a) for a in attacks)}.
   Unseen in training (test only): {', '.join(unseen) or 'none'}.
 - Bona fide utterances: recordings of at least {cfg.utterance.whole_min_s} s stay whole; shorter ones
   (words, stamp names, short prompts) of one speaker are joined in corpus order with
@@ -165,3 +165,9 @@ Whole words or phrases of an utterance replaced by its vocoded twin or by a TTS 
 {OmegaConf.to_yaml(cfg)}```
 """
     write_text_atomic(out_dir / "README.md", text)
+
+
+def _attack_note(name: str) -> str:
+    """`tts_kokoro (tts, neural)`: kind and generation from the registry ('?' for an attack it lacks)."""
+    attack = ATTACKS.get(name)
+    return f"{name} ({attack.kind}, {attack.generation})" if attack else f"{name} (?)"

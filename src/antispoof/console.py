@@ -1,0 +1,36 @@
+"""A quiet console: what a command prints is our progress bars, our lines and our own warnings.
+
+The pinned third-party versions print things a user cannot act on between the progress bars:
+Lightning's advertising tips (litlogger, litmodels) through its rank-zero logger, and deprecation
+warnings raised inside torch, Lightning, transformers and their dependencies about calls they
+make themselves. Both are filtered here, by origin, so a deprecation in our own code (or a
+warning of ours) still shows. Every command entry point calls `quiet_third_party()` first.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+THIRD_PARTY = r"(lightning|lightning_fabric|pytorch_lightning|torch|torchaudio|torchmetrics|transformers|" \
+              r"huggingface_hub|audiomentations|pyroomacoustics|sklearn|lightgbm|onnxruntime|librosa|numba|" \
+              r"pandas|matplotlib|google|tensorboard|jsonargparse)(\.|$)"
+ADVERT_PREFIX = "💡 Tip:"
+
+
+class DropAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing ..." lines; keeps everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).lstrip().startswith(ADVERT_PREFIX)
+
+
+def quiet_third_party() -> None:
+    """Filter adverts and third-party deprecation warnings (idempotent; safe in every process)."""
+    # Lightning's rank_zero_info logs through these loggers (a logger's own filter sees each record
+    # it creates, and getLogger gives the same object before and after Lightning is imported).
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropAdverts) for f in logger.filters):
+            logger.addFilter(DropAdverts())
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
