@@ -141,7 +141,8 @@ def test_a_long_file_is_windowed_and_gets_regions(experiment, audio, tmp_path):
     # windows without overlap here (half the work; stitching across seams), the default is 0.5
     listed = tmp_path / "files.txt"
     listed.write_text(f"{audio['folder'] / 'long' / 'two_minutes.flac'}\n{audio['folder'] / 'stereo.wav'}\n")
-    result = predict(listed, experiment=str(experiment), out=tmp_path, threshold=1e9, overlap=0.0, progress=False)
+    result = predict(listed, experiment=str(experiment), out=tmp_path, threshold=1e9, overlap=0.0, progress=False,
+                     keep_segments=True)
     scores = result["scores"].set_index("utt_id")
     assert list(scores.index) == ["two_minutes", "stereo"] and (scores.label == "spoof").all()
     segments, hop = result["segments"]["two_minutes"], result["segment_hop_s"]

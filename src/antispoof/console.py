@@ -15,20 +15,24 @@ THIRD_PARTY = r"(lightning|lightning_fabric|pytorch_lightning|torch|torchaudio|t
               r"huggingface_hub|audiomentations|pyroomacoustics|sklearn|lightgbm|onnxruntime|librosa|numba|" \
               r"pandas|matplotlib|google|tensorboard|jsonargparse)(\.|$)"
 ADVERT_PREFIX = "💡 Tip:"
+# Lightning's own lines about an interrupt: the command prints one line of its own (signals.message).
+DROPPED_PREFIXES = (ADVERT_PREFIX, "Detected KeyboardInterrupt", "Received SIGTERM")
 
 
 class DropAdverts(logging.Filter):
-    """Drops Lightning's "💡 Tip: ... try installing ..." lines; keeps everything else."""
+    """Drops Lightning's "💡 Tip: ... try installing ..." lines (and its interrupt chatter, which
+    our one-line interrupt message replaces); keeps everything else."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).lstrip().startswith(ADVERT_PREFIX)
+        return not str(record.getMessage()).lstrip().startswith(DROPPED_PREFIXES)
 
 
 def quiet_third_party() -> None:
     """Filter adverts and third-party deprecation warnings (idempotent; safe in every process)."""
     # Lightning's rank_zero_info logs through these loggers (a logger's own filter sees each record
     # it creates, and getLogger gives the same object before and after Lightning is imported).
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.trainer.connectors.signal_connector"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropAdverts) for f in logger.filters):
             logger.addFilter(DropAdverts())

@@ -1,10 +1,13 @@
 """Small helpers every layer uses: atomic writes and deterministic per-item seeds."""
 from __future__ import annotations
 
+import errno
+import fnmatch
 import hashlib
 import json
 import os
 import random
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,17 +15,45 @@ from typing import Iterator
 
 import numpy as np
 
+from antispoof.schema import ManifestError
+
 
 UMASK = os.umask(0)
 os.umask(UMASK)
+
+
+# Fault injection for the reliability tests (tests/test_reliability.py): with
+# ANTISPOOF_SIGNAL_WHILE_WRITING="<glob>[:<n>]", the n-th (default first) write of a file whose name
+# matches sends SIGTERM to the process group after the temporary file is written and before it is
+# renamed, as a scheduler stopping a job mid-write would. Unset, it costs one dictionary look-up.
+FAULT_VARIABLE = "ANTISPOOF_SIGNAL_WHILE_WRITING"
+_fault_count = [0]
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class OutputWriteError(ManifestError):
+    """An output could not be written (full disk, quota): the message names the file; the previous
+    version, if any, is still whole."""
+
+
+def _maybe_signal(path: Path) -> None:
+    spec = os.environ.get(FAULT_VARIABLE)
+    if not spec:
+        return
+    pattern, _, nth = spec.partition(":")
+    if fnmatch.fnmatch(path.name, pattern):
+        _fault_count[0] += 1
+        if _fault_count[0] == int(nth or 1):
+            os.killpg(os.getpgrp(), signal.SIGTERM)
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
 
-    A crash half-way through a write therefore never leaves a truncated file that a
-    resumed run would mistake for finished work.
+    A crash, an interrupt or a full disk half-way through a write therefore never leaves a
+    truncated file that a resumed run would mistake for finished work; a full disk is one line
+    naming the file (OutputWriteError).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,8 +61,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _maybe_signal(path)
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in FULL_DISK:
+            kept = "the previous version is kept" if path.exists() else "nothing was written"
+            raise OutputWriteError(f"{path}: could not be written ({os.strerror(err.errno).lower()}); "
+                                   f"{kept}") from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from antispoof import signals
 from antispoof.console import quiet_third_party
 
 
@@ -163,11 +164,8 @@ def _cmd_predict(args):
 NATIVE_FORMATS = ("finvolution", "asvspoof5", "asvspoof2021", "inthewild")  # importers.FORMATS, without importing it
 
 
-def _cmd_import(args):
+def _run_import(args) -> Path:
     from antispoof import importers
-    from antispoof.data.layout import check_free
-
-    check_free(args.out, args.force, "antispoof import")  # before a long scan of the corpus
 
     if args.format == "partialspoof":
         out = importers.import_partialspoof(args.root, args.out, force=args.force)
@@ -176,8 +174,8 @@ def _cmd_import(args):
     elif args.format in importers.FORMATS:
         if not args.root:
             raise SystemExit(f"antispoof import {args.format}: --root is required")
-        out = importers.import_native(args.format, args.root, args.out, track=args.track, train_from=args.train_from,
-                            force=args.force)
+        out = importers.import_native(args.format, args.root, args.out, track=args.track,
+                                      train_from=args.train_from, force=args.force)
     else:
         if not args.csv or not args.audio_dir:
             raise SystemExit("antispoof import csv: --csv and --audio-dir are required")
@@ -185,6 +183,16 @@ def _cmd_import(args):
             args.csv, args.audio_dir, args.out, test_dir=args.test_dir,
             id_column=args.id_column, label_column=args.label_column, spoof_value=args.spoof_value,
             force=args.force)
+    return out
+
+
+def _cmd_import(args):
+    from antispoof.data.layout import check_free
+    from antispoof.locks import output_lock
+
+    check_free(args.out, args.force, "antispoof import")  # before a long scan of the corpus
+    with output_lock(Path(args.out), f"the {args.format} import"):
+        out = _run_import(args)
     print(f"imported: {out}")
 
 
@@ -333,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     from antispoof.models.whisper_weights import WeightsError
 
     try:
-        args.func(args)
+        with signals.sigterm_interrupts():
+            args.func(args)
+    except KeyboardInterrupt:
+        signum = signals.note_interrupt()
+        print(signals.message(f"antispoof {args.command}"), file=sys.stderr)
+        return 128 + signum
     except (AudioError, CompareError, ConfigError, ManifestError, WeightsError, FileNotFoundError) as err:
         print(f"antispoof {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from antispoof import signals
 from antispoof.config import load_config
 from antispoof.console import quiet_third_party
 from antispoof.ensemble import report as R
@@ -344,8 +345,13 @@ def main(kind: str, argv=None) -> int:
 
     warnings.showwarning = show
     try:
-        cfg = ensemble_config(args.config, args.dataset, args.experiments, args.overrides)
-        result = run(kind, cfg, seen)
+        with signals.sigterm_interrupts():
+            cfg = ensemble_config(args.config, args.dataset, args.experiments, args.overrides)
+            result = run(kind, cfg, seen)
+    except KeyboardInterrupt:
+        signum = signals.note_interrupt()
+        print(signals.message(f"ensemble/{kind}.py"), file=sys.stderr)
+        return 128 + signum
     except (ManifestError, FileNotFoundError, ValueError) as err:
         print(f"ensemble/{kind}.py: error: {err}", file=sys.stderr)
         return 2

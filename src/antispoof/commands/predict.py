@@ -27,7 +27,10 @@ of its OOF segment scores against the training set's 10 ms labels, recomputed he
 outputs), only in files labelled spoof (at least the lowest segment), as in the submissions.
 Outputs, each written atomically, in predictions/<name>/ by default: scores.csv, regions.csv
 (file,start,end in seconds), regions.rttm (`SPEAKER <file> 1 <start> <duration> <NA> <NA> spoof
-<NA> <NA>`) and failed.csv (the files that could not be scored and why).
+<NA> <NA>`) and failed.csv (the files that could not be scored and why). Files are scored in chunks
+of CHUNK_FILES whose rows go to disk as they finish (commands.predict_output): memory holds one
+chunk, and a killed run resumes after its last finished chunk. One run writes a folder at a time
+(antispoof.locks).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from antispoof.config import data_dir as resolve_data_dir
 from antispoof.data.audio import SR
@@ -53,10 +57,11 @@ from antispoof.metrics.segments import pool_segment_labels
 from antispoof.runs import calibration_path, dataset_dir, read_predictions
 from antispoof.schema import fail
 from antispoof.train.calibration import calibrate_experiment, is_current
-from antispoof.utils import write_csv_atomic, write_text_atomic
+from antispoof.commands.predict_output import SCORE_COLUMNS, ChunkStore
+from antispoof.locks import output_lock
 
 MAX_SECONDS = 4 * 3600.0  # the audio check's limit here: longer files are windowed, not refused
-SCORE_COLUMNS = ["utt_id", "path", "duration", "windows", "score", "llr", "label", "status"]
+CHUNK_FILES = 256  # files scored, and their rows written, at a time (memory holds one chunk)
 
 
 # ---- fold averages and files --------------------------------------------------------------------
@@ -175,26 +180,6 @@ def experiment_source(name: str, data: str | None, output_root, device: torch.de
     return Source(exp_dir.name, [exp], cal, oof_segment_threshold(exp))
 
 
-# ---- outputs --------------------------------------------------------------------------------------
-
-def rttm_lines(regions: pd.DataFrame) -> str:
-    """NIST RTTM, one SPEAKER line per spoofed region (type `spoof`), times in seconds."""
-    lines = [f"SPEAKER {''.join(c if not c.isspace() else '_' for c in str(r.file))} 1 {r.start:.3f} "
-             f"{r.end - r.start:.3f} <NA> <NA> spoof <NA> <NA>" for r in regions.itertuples()]
-    return "".join(line + "\n" for line in lines)
-
-
-def write_outputs(out: Path, scores: pd.DataFrame, regions: pd.DataFrame, failed: pd.DataFrame) -> dict[str, Path]:
-    out = Path(out)
-    files = {"scores": out / "scores.csv", "regions": out / "regions.csv", "rttm": out / "regions.rttm",
-             "failed": out / "failed.csv"}
-    write_csv_atomic(scores[SCORE_COLUMNS], files["scores"], float_format="%.9g")
-    write_csv_atomic(regions[["file", "start", "end"]], files["regions"])
-    write_text_atomic(files["rttm"], rttm_lines(regions))
-    write_csv_atomic(failed[["utt_id", "path", "problem"]], files["failed"])
-    return files
-
-
 def _warn(message: str) -> None:
     print(f"antispoof predict: warning: {message}", file=sys.stderr)
 
@@ -216,28 +201,57 @@ def _experiment_dir(name: str, data: str | None, output_root) -> Path:
 def predict(audio, experiment: str | None = None, ensemble: str | None = None, data: str | None = None,
             output_root="folds", submissions="submissions", out=None, window_s: float | None = None,
             overlap: float = 0.5, threshold: float | None = None, device: str | None = None,
-            max_seconds: float = MAX_SECONDS, progress: bool = True) -> dict:
-    """The whole command (see the module docstring); returns the tables and the files written."""
+            max_seconds: float = MAX_SECONDS, progress: bool = True, chunk_files: int = CHUNK_FILES,
+            keep_segments: bool = False) -> dict:
+    """The whole command (see the module docstring); returns the tables and the files written
+    (and, with `keep_segments`, every file's stitched segment scores, which streaming leaves out)."""
     if (experiment is None) == (ensemble is None):
         raise ValueError("give one of --experiment NAME or --ensemble NAME")
     inputs = list_audio([audio] if isinstance(audio, (str, Path)) else audio)
     dev = _device(device)
     source = (ensemble_source(ensemble, submissions, dev) if ensemble is not None
               else experiment_source(experiment, data, output_root, dev))
-    experiments = source.experiments
-    plan = WindowPlan(float(window_s or min(e.default_window_s() for e in experiments)), overlap,
-                      grid_seconds([e.hop for e in experiments]))
+    plan = WindowPlan(float(window_s or min(e.default_window_s() for e in source.experiments)), overlap,
+                      grid_seconds([e.hop for e in source.experiments]))
+    out = Path(out) if out else Path("predictions") / source.name
+    run = {"source": source.name, "folds": {e.name: e.folds for e in source.experiments}, "plan": plan,
+           "threshold": threshold, "max_seconds": float(max_seconds)}
+    with output_lock(out, "the predictions"):
+        store = ChunkStore(out, run)
+        done = store.done_paths()
+        todo = inputs[~inputs["path"].isin(done)].reset_index(drop=True)
+        if done:
+            print(f"resuming: {len(inputs) - len(todo)} of {len(inputs)} files already scored in {store.dir}")
+        kept, hop = {}, None
+        bar = tqdm(total=len(todo), unit="file", desc="predicting", disable=not progress or len(todo) <= chunk_files)
+        for start in range(0, len(todo), chunk_files):
+            chunk = todo.iloc[start: start + chunk_files]
+            scores, regions, failed, segments, hop = score_chunk(chunk, source, dev, plan, threshold, max_seconds,
+                                                                 progress and len(todo) <= chunk_files)
+            store.write_chunk(scores, regions, failed)
+            if keep_segments:
+                kept.update(segments)
+            bar.update(len(chunk))
+        bar.close()
+        tables, written = store.finish(inputs)
+    return {**tables, "files": written, "plan": plan, "segments": kept, "segment_hop_s": hop,
+            "segment_threshold": source.segment_threshold}
 
+
+def score_chunk(inputs: pd.DataFrame, source: Source, device: torch.device, plan: WindowPlan,
+                threshold: float | None, max_seconds: float, progress: bool):
+    """One chunk of files through the audio check, the models and the decision: its score rows,
+    regions, failed files, segment scores and their hop."""
     checked = check_clips(inputs["path"], replace(default_limits(), max_seconds=float(max_seconds)),
-                          progress="checking audio")
+                          progress="checking audio" if progress else None)
     usable = (checked["problem"] == "").to_numpy()
-    scored = score_files(inputs[usable], Scorer(experiments, dev), plan, checked["duration"][usable], progress)
+    scored = score_files(inputs[usable], Scorer(source.experiments, device), plan,
+                         checked["duration"][usable], progress)
     problems = dict(zip(inputs["path"], checked["problem"]))
     problems.update({r.path: r.problem for r in scored.files.itertuples() if r.problem})
     for path in inputs["path"]:
         if problems.get(path):
             print(f"antispoof predict: skipped, {problems[path]}", file=sys.stderr)
-
     results, hop = {}, None
     if len(scored.windows):
         scores, segments, hop = source.window_scores(scored)
@@ -259,11 +273,7 @@ def predict(audio, experiment: str | None = None, ensemble: str | None = None, d
         if spoof:
             regions += [(r.utt_id, a, b) for a, b in clip_regions(seg_scores, hop, source.segment_threshold, duration,
                                                                   source.merge_gap_s, source.min_region_s)]
-    table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
-    region_table = pd.DataFrame(regions, columns=["file", "start", "end"])
     failed = pd.DataFrame([{"utt_id": u, "path": p, "problem": problems[p]} for u, p in zip(inputs.utt_id, inputs.path)
                            if problems.get(p)], columns=["utt_id", "path", "problem"])
-    written = write_outputs(Path(out) if out else Path("predictions") / source.name, table, region_table, failed)
-    return {"scores": table, "regions": region_table, "failed": failed, "files": written, "plan": plan,
-            "segments": {u: s for u, (_, s) in results.items()}, "segment_hop_s": hop,
-            "segment_threshold": source.segment_threshold}
+    return (pd.DataFrame(rows, columns=SCORE_COLUMNS), pd.DataFrame(regions, columns=["file", "start", "end"]), failed,
+            {u: s for u, (_, s) in results.items()}, hop)

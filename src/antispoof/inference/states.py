@@ -31,6 +31,7 @@ from antispoof.data.manifest import load_segments, load_split
 from antispoof.features.state_cache import (META, CacheError, dataset_fingerprint, default_root, next_shard_number,
                                             open_for_writing, weights_fingerprint, write_shard, FRAME_HOP_S)
 from antispoof.features.state_dataset import view_id
+from antispoof.locks import output_lock
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
 from antispoof.models.whisper_weights import MODELS_DIR, resolve_weights
 from antispoof.utils import rng_for
@@ -123,12 +124,27 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
     asked = cache_meta(resolve_weights(encoder, models_dir), encoder, data_dir, layers, max_seconds, views)
+    if not force and (root / META).is_file():  # a finished cache is read without its lock (folds share it)
+        _, done = open_for_writing(root, asked)
+        clips = clips_to_embed(data_dir, views)
+        if clips.key.isin(done.index).all():
+            print(f"{root}: all {len(clips)} clips cached")
+            return root, asked["layers"]
+    with output_lock(root, f"the {Path(str(encoder)).name} state cache"):
+        _encode_missing(root, asked, data_dir, encoder, batch_seconds, max_seconds, views, wave_cfg, seed, device,
+                        force, models_dir)
+    return root, asked["layers"]
+
+
+def _encode_missing(root: Path, asked: dict, data_dir: Path, encoder: str, batch_seconds: float, max_seconds: float,
+                    views: int, wave_cfg, seed: int, device, force: bool, models_dir: str) -> None:
+    """The writing part of embed_dataset, under the cache's lock: shards for the clips not cached."""
     meta, done = open_for_writing(root, asked, force=force)
     clips = clips_to_embed(data_dir, views)
     todo = clips[~clips.key.isin(done.index)].reset_index(drop=True)
     if todo.empty:
         print(f"{root}: all {len(clips)} clips cached")
-        return root, asked["layers"]
+        return
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
     train = load_split(data_dir, "train") if views > 1 else None
@@ -147,7 +163,6 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     bar.close()
     hours = todo.duration.sum() / 3600
     print(f"{root}: {len(todo)} clips ({hours:.2f} h) embedded in {time.time() - started:.0f} s")
-    return root, asked["layers"]
 
 
 def _view_wave(row, augment: WaveAugmenter | None, segments: dict, seed: int) -> np.ndarray:

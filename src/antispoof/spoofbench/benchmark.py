@@ -18,6 +18,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from antispoof.data.audio import SR, AudioError, write_audio
 from antispoof.data.layout import check_free, is_free, staging_dir, swap_in, write_dataset
 from antispoof.data.sounds import noise_beds
+from antispoof.locks import output_lock
 from antispoof.spoofbench import sources as src
 from antispoof.spoofbench.attacks import ATTACKS, SynthesisError, check_tools
 from antispoof.spoofbench.plan import ClipPlan, condition_of, configured_attacks, make_plan
@@ -57,7 +59,11 @@ _WORKER: Renderer | None = None
 
 
 def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str]):
+    """A render worker. It leaves interrupts to the parent (Ctrl-C reaches the whole process group):
+    the parent stops the pool, so a worker never prints a traceback of its own."""
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER = Renderer(OmegaConf.create(cfg_yaml), Path(audio_dir), beds)
 
@@ -171,10 +177,16 @@ def _build_dir(target: Path, cfg: DictConfig, force: bool) -> Path:
 
 
 def build_benchmark(cfg: DictConfig, workers: int | None = None, force: bool = False) -> Path:
-    """Build (or resume) a SpoofBench preset; returns the data set folder."""
+    """Build (or resume) a SpoofBench preset; returns the data set folder. One build of a folder at
+    a time (antispoof.locks): a second refuses in one line."""
     missing = check_tools(configured_attacks(cfg))
     if missing:
         raise SystemExit(f"missing programs {missing}: run `make setup` (it installs them with apt)")
+    with output_lock(Path(cfg.out_dir), f"the {cfg.name} build"):
+        return _build(cfg, workers, force)
+
+
+def _build(cfg: DictConfig, workers: int | None, force: bool) -> Path:
     started = time.time()
     target = Path(cfg.out_dir)
     out_dir = _build_dir(target, cfg, force)

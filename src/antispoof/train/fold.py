@@ -19,16 +19,18 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from antispoof.config import data_dir, load_config
+from antispoof.locks import output_lock
 from antispoof.runs import METRICS, fold_dir, is_finished, write_metrics
 from antispoof.models.checkpoints import CheckpointError, check_resumable, model_state
 from antispoof.train.calibration import refresh as refresh_calibration
 from antispoof.train.data import FoldData, augment_config
 from antispoof.train.module import DetectorModule
-from antispoof.utils import write_csv_atomic, write_text_atomic
+from antispoof.utils import atomic_path, write_csv_atomic, write_text_atomic
 
 
 # ---- configuration -------------------------------------------------------------------------
@@ -68,6 +70,16 @@ class EpochClock(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written whole or not at all. Lightning opens the target itself and writes into
+    it, so an interrupt or a full disk during the write of last.ckpt used to destroy the epoch
+    before it; here the new file is written beside it and renamed over it (utils.atomic_path)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
 def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock, module: DetectorModule | None = None) -> L.Trainer:
     """The fold's Trainer. A module under manual optimisation (several optimisers: OC-softmax,
     auxiliary tasks) clips its gradients itself, and auxiliary networks a batch may leave without
@@ -92,7 +104,8 @@ def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock, module: Detector
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, gradient_clip_val=None if manual else t.gradient_clip_val,
         use_distributed_sampler=False,  # LengthGroupedBatchSampler shards batches across ranks itself
-        log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0, enable_model_summary=False)
+        log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0, enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()])
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -126,10 +139,28 @@ def _warm_start(module: DetectorModule, cfg: DictConfig, fold: int) -> None:
 
 
 def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
-    """Train (or resume) one fold, then write its OOF/test predictions and metrics."""
+    """Train (or resume) one fold, then write its OOF/test predictions and metrics; the only run
+    writing that fold folder (a second one refuses in one line, antispoof.locks)."""
+    out = fold_dir(cfg, fold)
+    with output_lock(out, f"fold {fold} of {cfg.experiment}"):
+        return _train_fold(cfg, fold, out, force)
+
+
+def _fit(trainer: L.Trainer, module: DetectorModule, data: FoldData, last: Path) -> None:
+    """trainer.fit; an interrupt, which Lightning turns into sys.exit(1) after its clean-up, goes
+    on as the KeyboardInterrupt it was (the command prints one line; last.ckpt resumes)."""
+    try:
+        trainer.fit(module, data.loader("train", train=True), data.loader("valid"),
+                    ckpt_path=last if last.exists() else None, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
+def _train_fold(cfg: DictConfig, fold: int, out: Path, force: bool) -> Path:
     from antispoof.inference.tables import predict_table, write_predictions
 
-    out = fold_dir(cfg, fold)
     # Under DDP every rank runs this function (Lightning starts ranks > 0 as copies of the command,
     # once rank 0 reaches the fit); only rank 0 writes or removes anything in the fold folder.
     writer = rank_zero_only.rank == 0
@@ -160,8 +191,7 @@ def train_fold(cfg: DictConfig, fold: int, force: bool = False) -> Path:
         _warm_start(module, cfg, fold)
     clock = EpochClock()
     trainer = make_trainer(cfg, out, clock, module)
-    trainer.fit(module, data.loader("train", train=True), data.loader("valid"),
-                ckpt_path=last if last.exists() else None, weights_only=True)
+    _fit(trainer, module, data, last)
     if trainer.interrupted:  # Ctrl-C: Lightning stops cleanly; last.ckpt is there to resume from
         print(f"interrupted: `antispoof train` again resumes from {last}")
         return out
