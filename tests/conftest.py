@@ -1,9 +1,15 @@
 """Shared fixtures: one tiny SpoofBench, built once per test session from the real sources."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from antispoof.config import load_config
+from antispoof.utils import FAULT_VARIABLE
 from antispoof.spoofbench.benchmark import build_benchmark
 
 TINY = ["max_utterances=20", "max_test_utterances=12", "probe.folds=3", "name=spoofbench-tiny",
@@ -22,3 +28,33 @@ def tiny_cfg(tmp_path_factory):
 def tiny(tiny_cfg):
     """Path of the built tiny benchmark (about 80 clips, both splits, every kind of clip)."""
     return build_benchmark(tiny_cfg, workers=2)
+
+
+@pytest.fixture(scope="session")
+def trained_mulbs(tiny, tmp_path_factory):
+    """Fold 0 of selcnn_mulbs on tiny, one epoch: an experiment to predict with."""
+    from antispoof.train.fold import experiment_config, train_fold
+
+    root = tmp_path_factory.mktemp("mulbs_runs")
+    cfg = experiment_config("selcnn_mulbs", str(tiny), [f"output_root={root}", "trainer.max_epochs=1",
+                                                        "data.folds=3", "data.num_workers=0", "data.batch_size=8",
+                                                        "data.crop_s=2.0", "trainer.progress_every=0"])
+    train_fold(cfg, 0)
+    return root / tiny.name / "selcnn_mulbs"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_command(args: list[str], cwd, signal_at: str | None = None, script: str | None = None,
+                timeout: float = 600) -> subprocess.CompletedProcess:
+    """`antispoof <args>` (or `python <script> <args>`) as a real child process in its own session,
+    optionally told to send SIGTERM to itself while it writes a file matching `signal_at`
+    (utils.FAULT_VARIABLE: `<glob>[:<n-th write>]`)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    env.pop(FAULT_VARIABLE, None)
+    if signal_at:
+        env[FAULT_VARIABLE] = signal_at
+    command = [sys.executable, str(REPO / script)] if script else [sys.executable, "-m", "antispoof.commands.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)

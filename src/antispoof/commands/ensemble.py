@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from antispoof import signals
 from antispoof.config import load_config
-from antispoof.console import quiet_third_party
+from antispoof.console import close_progress_bars, quiet_third_party
 from antispoof.ensemble import report as R
 from antispoof.ensemble import saved
 from antispoof.ensemble.crossfit import Outcome, cross_fit
@@ -350,9 +350,11 @@ def main(kind: str, argv=None) -> int:
             result = run(kind, cfg, seen)
     except KeyboardInterrupt:
         signum = signals.note_interrupt()
+        close_progress_bars()
         print(signals.message(f"ensemble/{kind}.py"), file=sys.stderr)
         return 128 + signum
     except (ManifestError, FileNotFoundError, ValueError) as err:
+        close_progress_bars()
         print(f"ensemble/{kind}.py: error: {err}", file=sys.stderr)
         return 2
     print(result["table"].to_markdown(index=False))

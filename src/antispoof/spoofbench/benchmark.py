@@ -58,12 +58,17 @@ def _row(plan: ClipPlan, duration: float, segments: np.ndarray) -> dict:
 _WORKER: Renderer | None = None
 
 
+def _exit_quietly(signum, _frame):
+    raise SystemExit(128 + signum)  # unwinds atomic writes (their temporary files go), no traceback
+
+
 def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str]):
-    """A render worker. It leaves interrupts to the parent (Ctrl-C reaches the whole process group):
-    the parent stops the pool, so a worker never prints a traceback of its own."""
+    """A render worker. It leaves Ctrl-C to the parent (it reaches the whole process group), which
+    stops the pool; SIGTERM (the pool stopping, or a scheduler) ends it quietly, its write in flight
+    abandoned whole."""
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _exit_quietly)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER = Renderer(OmegaConf.create(cfg_yaml), Path(audio_dir), beds)
 
@@ -123,6 +128,8 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
             shutil.rmtree(stale)
     done_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "audio").mkdir(exist_ok=True)
+    for torn in [*done_dir.glob(".*"), *(out_dir / "audio").glob(".*")]:  # writes of a killed worker
+        torn.unlink()
     todo = [(i, fam, str(done_dir)) for i, fam in enumerate(families) if not _is_done(done_dir / f"{i:06d}.json", fam)]
     if len(todo) < len(families):
         print(f"resuming: {len(families) - len(todo)} of {len(families)} families already rendered")
