@@ -3,6 +3,7 @@ file names, folders, column order, header or not, the corpus's own label words."
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,8 @@ import soundfile as sf
 from antispoof.commands.cli import main as cli
 from antispoof.config import ConfigError
 from antispoof.data import manifest as mf
-from antispoof.importers import import_partialspoof
-from antispoof.importers import (import_asvspoof2021, import_asvspoof5, import_finvolution,
-                                             import_inthewild)
+from antispoof.importers import (import_asvspoof2021, import_asvspoof5, import_finvolution, import_inthewild,
+                                 import_partialspoof)
 from antispoof.schema import ManifestError, pool_labels
 from antispoof.submit.scorer import score_submission
 from antispoof.submit.writer import write_label_submission, write_score_submission
@@ -119,6 +119,7 @@ ASV5 = {  # protocol file, audio folder, lines (the published field order and wo
     "eval": ("ASVspoof5.eval.track_1.tsv", "flac_E_eval", ["E_0001 E_0000000001 F C05 2 97 - bonafide bonafide -",
                                                            "E_0002 E_0000000002 M C08 1 12 AC2 A20 spoof -"]),
 }
+ASV5_IDS = {subset: [line.split()[1] for line in lines] for subset, (_, _, lines) in ASV5.items()}
 
 
 @pytest.fixture
@@ -132,8 +133,9 @@ def asvspoof5(tmp_path) -> Path:
     return root
 
 
-def test_asvspoof5_import(asvspoof5, tmp_path):
+def test_asvspoof5_import(asvspoof5, tmp_path, capsys):  # all three partitions: eval is the test split
     out = import_asvspoof5(asvspoof5.parent, tmp_path / "asv5")  # the folder above works too
+    assert capsys.readouterr().out == ""
     train = mf.load_split(out, "train")
     assert list(train["utt_id"]) == [line.split()[1] for s in ("train", "dev") for line in ASV5[s][2]]
     assert list(train["label"]) == ["spoof", "bonafide", "spoof", "bonafide", "spoof"]
@@ -145,6 +147,8 @@ def test_asvspoof5_import(asvspoof5, tmp_path):
     assert list(pd.read_csv(out / "test.csv").columns) == ["utt_id", "path", "duration"]
     assert list(test["label"]) == ["bonafide", "spoof"] and list(test["codec"]) == ["C05", "C08"]
     assert set(mf.load_segments(out / "solution_segments.npz", test)) == {"E_0000000001", "E_0000000002"}
+    card = (out / "README.md").read_text()
+    assert list(test["subset"]) == ["eval"] * 2 and "train + dev; the test split (test.csv, solution.csv) is the eval" in card
 
 
 def test_asvspoof5_errors(asvspoof5, tmp_path):
@@ -157,9 +161,59 @@ def test_asvspoof5_errors(asvspoof5, tmp_path):
     dev.write_text("D_4461 T_0000000011 F - - - AC1 A14 spoof -\n")
     with pytest.raises(ManifestError, match=r"line 1: duplicate utt_id 'T_0000000011' \(first at .*train\.tsv line 2"):
         import_asvspoof5(asvspoof5, tmp_path / "asv5")
-    dev.unlink()
-    with pytest.raises(ManifestError, match=r"ASVspoof5\.dev\.track_1\.tsv: protocol file not found"):
+    dev.unlink()  # flac_D is still there: half a partition is an incomplete copy, not a smaller corpus
+    with pytest.raises(ManifestError, match=r"ASVspoof 5 dev protocol not found; looked for .*dev\.track_1\.tsv"):
         import_asvspoof5(asvspoof5, tmp_path / "asv5")
+
+
+def keep_partitions(root: Path, *kept: str) -> Path:
+    """The fixture's corpus with only `kept` partitions (the others' protocol and audio removed)."""
+    for subset, (protocol, audio, _) in ASV5.items():
+        if subset not in kept:
+            (root / "ASVspoof5_protocols" / protocol).unlink()
+            shutil.rmtree(root / audio)
+    return root
+
+
+def test_asvspoof5_train_alone_has_no_test_split(asvspoof5, tmp_path, capsys):
+    out = tmp_path / "asv5"
+    assert cli(["import", "asvspoof5", "--root", str(keep_partitions(asvspoof5, "train")), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [f"imported: {out}"] and "training partition is present" in lines[0] and "no test split" in lines[0]
+    train = mf.load_split(out, "train")
+    assert list(train["utt_id"]) == ASV5_IDS["train"] and set(train["subset"]) == {"train"}
+    assert sorted(mf.load_segments(out / "train_segments.npz")) == sorted(ASV5_IDS["train"])
+    assert {p.name for p in out.iterdir()} == {"train.csv", "train_segments.npz", "README.md"}  # no test split
+    card = (out / "README.md").read_text()
+    assert "there is no test split" in card and "## test" not in card
+
+
+def test_asvspoof5_train_and_dev_make_dev_the_test_split(asvspoof5, tmp_path, capsys):
+    out = import_asvspoof5(keep_partitions(asvspoof5, "train", "dev").parent, tmp_path / "asv5")
+    assert capsys.readouterr().out == ""
+    train = mf.load_split(out, "train")
+    assert list(train["utt_id"]) == ASV5_IDS["train"] and list(train["subset"]) == ["train"] * 3
+    assert list(pd.read_csv(out / "test.csv").columns) == ["utt_id", "path", "duration"]
+    test = mf.load_split(out, "test")
+    assert list(test["utt_id"]) == ASV5_IDS["dev"] and list(test["label"]) == ["bonafide", "spoof"]
+    assert list(test["subset"]) == ["dev", "dev"] and list(test["attack"]) == ["bonafide", "A14"]
+    assert set(mf.load_segments(out / "solution_segments.npz", test)) == set(ASV5_IDS["dev"])
+    assert "the test split (test.csv, solution.csv) is the dev partition" in (out / "README.md").read_text()
+
+
+def test_asvspoof5_missing_places_are_all_listed(asvspoof5, tmp_path):
+    protocols = asvspoof5 / "ASVspoof5_protocols"
+    (protocols / "ASVspoof5.train.tsv").unlink()
+    with pytest.raises(ManifestError) as err:
+        import_asvspoof5(asvspoof5.parent, tmp_path / "asv5")  # from the folder above, too
+    assert one_line(err) == (f"{asvspoof5}: ASVspoof 5 train protocol not found; looked for "
+                             f"{asvspoof5 / 'ASVspoof5.train.tsv'}, {protocols / 'ASVspoof5.train.tsv'}")
+    (asvspoof5 / "ASVspoof5.train.tsv").write_text("\n".join(ASV5["train"][2]) + "\n")  # the other place works
+    shutil.rmtree(asvspoof5 / "flac_E_eval")  # eval protocol without its audio
+    with pytest.raises(ManifestError) as err:
+        import_asvspoof5(asvspoof5, tmp_path / "asv5")
+    assert one_line(err) == (f"{asvspoof5}: ASVspoof 5 eval audio folder not found; looked for "
+                             f"{asvspoof5 / 'flac_E_eval'}, {asvspoof5 / 'flac_E'}")
 
 
 # ---- ASVspoof 2021 LA / DF -------------------------------------------------------------------------------

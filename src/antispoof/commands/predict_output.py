@@ -1,7 +1,8 @@
 """The output folder of `antispoof predict`: rows streamed chunk by chunk, a killed run resumed.
 
 Files are scored in chunks; each chunk's rows (scores, regions, failed files) are written whole
-(utils.atomic_path) into `<out>/.partial/`, the scores file last as the chunk's commit mark, so
+(utils.atomic_path) into `<out>/.partial/` (`.partial/shard-<i>-of-<n>/` for one process of a run
+sharded over n, which `--merge n` assembles), the scores file last as the chunk's commit mark, so
 memory holds one chunk however many files are scored, and a run stopped at any point (Ctrl-C,
 SIGTERM, a crash, a full disk) restarts after its last finished chunk. What the partial rows were
 made with (the source, the window plan, the threshold, the audio limit) is recorded beside them: a
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from antispoof.schema import fail
 from antispoof.utils import write_csv_atomic, write_json_atomic, write_text_atomic
 
 SCORE_COLUMNS = ["utt_id", "path", "duration", "windows", "score", "llr", "label", "status"]
@@ -61,11 +63,11 @@ def rttm_lines(regions: pd.DataFrame) -> str:
 
 
 class ChunkStore:
-    """`<out>/.partial/chunk_<n>.{regions,failed,scores}.csv` and the run record beside them."""
+    """`<dir>/chunk_<k>.{regions,failed,scores}.csv` and the run record beside them; chunk k holds
+    input files k * chunk_files onwards, the same chunks in every process of a sharded run."""
 
-    def __init__(self, out: Path, run: dict):
-        self.out = Path(out)
-        self.dir = self.out / PARTIAL
+    def __init__(self, folder: Path, run: dict, existing_only: bool = False):
+        self.dir = Path(folder)
         self.run = json.loads(json.dumps(run, default=str))
         record = self.dir / RUN
         if record.is_file():
@@ -73,53 +75,55 @@ class ChunkStore:
                 same = json.loads(record.read_text(encoding="utf-8")) == self.run
             except ValueError:
                 same = False
+            if not same and existing_only:
+                fail(record, "these chunks were scored with other settings or inputs; run the shard again")
             if not same:
-                print(f"antispoof predict: note: {self.dir} holds rows of a run with other settings; starting afresh",
-                      file=sys.stderr)
+                print(f"antispoof predict: note: {self.dir} holds rows of a run with other settings or inputs; "
+                      "starting afresh", file=sys.stderr)
                 shutil.rmtree(self.dir)
         if not record.is_file():
             self.dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(record, self.run)
 
-    def chunks(self) -> list[Path]:
-        """Finished chunks (those whose scores file, written last, exists)."""
-        return sorted(self.dir.glob("chunk_*.scores.csv"))
+    def done_chunks(self) -> set[int]:
+        """Finished chunks: those whose scores file (written last) exists."""
+        return {int(p.name.split(".")[0].removeprefix("chunk_")) for p in self.dir.glob("chunk_*.scores.csv")}
 
-    def read(self, kind: str) -> pd.DataFrame:
-        frames = [pd.read_csv(p.with_name(p.name.replace(".scores.", f".{kind}.")), dtype={c: str for c in
-                                                                                           TEXT_COLUMNS[kind]},
-                              keep_default_na=False, na_values={c: [""] for c in COLUMNS[kind]
-                                                                if c not in TEXT_COLUMNS[kind]})
-                  for p in self.chunks()]
-        frames = [f for f in frames if len(f)]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS[kind])
+    def read(self, kind: str) -> list[pd.DataFrame]:
+        numbers = {c: str for c in TEXT_COLUMNS[kind]}
+        missing = {c: [""] for c in COLUMNS[kind] if c not in TEXT_COLUMNS[kind]}
+        return [pd.read_csv(self.dir / f"chunk_{k:05d}.{kind}.csv", dtype=numbers, keep_default_na=False,
+                            na_values=missing) for k in sorted(self.done_chunks())]
 
-    def done_paths(self) -> set[str]:
-        """Paths of the files a finished chunk holds (scored or failed)."""
-        return set(self.read("scores")["path"])
-
-    def write_chunk(self, scores: pd.DataFrame, regions: pd.DataFrame, failed: pd.DataFrame) -> None:
-        number = len(self.chunks())
+    def write_chunk(self, number: int, scores: pd.DataFrame, regions: pd.DataFrame, failed: pd.DataFrame) -> None:
         stem = self.dir / f"chunk_{number:05d}"
         write_csv_atomic(regions[REGION_COLUMNS], stem.with_name(stem.name + ".regions.csv"))
         write_csv_atomic(failed[FAILED_COLUMNS], stem.with_name(stem.name + ".failed.csv"))
         write_csv_atomic(scores[SCORE_COLUMNS], stem.with_name(stem.name + ".scores.csv"), float_format="%.9g")
 
-    def finish(self, inputs: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
-        """The final files, rows in input order, then the partial folder removed."""
-        order = {path: i for i, path in enumerate(inputs["path"])}
-        scores = self.read("scores")
-        scores = scores.iloc[scores["path"].map(order).argsort(kind="stable")].reset_index(drop=True)
-        file_order = dict(zip(scores["utt_id"], range(len(scores))))
-        regions = self.read("regions")
-        regions = regions.iloc[regions["file"].map(file_order).argsort(kind="stable")].reset_index(drop=True)
-        failed = self.read("failed")
-        failed = failed.iloc[failed["path"].map(order).argsort(kind="stable")].reset_index(drop=True)
-        files = {"scores": self.out / "scores.csv", "regions": self.out / "regions.csv",
-                 "rttm": self.out / "regions.rttm", "failed": self.out / "failed.csv"}
-        write_csv_atomic(escaped(scores, "scores"), files["scores"], float_format="%.9g")
-        write_csv_atomic(escaped(regions, "regions"), files["regions"])
-        write_text_atomic(files["rttm"], rttm_lines(regions))
-        write_csv_atomic(escaped(failed, "failed"), files["failed"])
-        shutil.rmtree(self.dir)
-        return {"scores": scores, "regions": regions, "failed": failed}, files
+
+def _gather(stores: list[ChunkStore], kind: str) -> pd.DataFrame:
+    frames = [f for store in stores for f in store.read(kind) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS[kind])
+
+
+def finish(stores: list[ChunkStore], inputs: pd.DataFrame, out: Path) -> tuple[dict[str, pd.DataFrame],
+                                                                                dict[str, Path]]:
+    """The final files from every chunk of `stores`, rows in input order; then `<out>/.partial` goes."""
+    order = {path: i for i, path in enumerate(inputs["path"])}
+    scores = _gather(stores, "scores")
+    scores = scores.iloc[scores["path"].map(order).argsort(kind="stable")].reset_index(drop=True)
+    file_order = dict(zip(scores["utt_id"], range(len(scores))))
+    regions = _gather(stores, "regions")
+    regions = regions.iloc[regions["file"].map(file_order).argsort(kind="stable")].reset_index(drop=True)
+    failed = _gather(stores, "failed")
+    failed = failed.iloc[failed["path"].map(order).argsort(kind="stable")].reset_index(drop=True)
+    out = Path(out)
+    files = {"scores": out / "scores.csv", "regions": out / "regions.csv", "rttm": out / "regions.rttm",
+             "failed": out / "failed.csv"}
+    write_csv_atomic(escaped(scores, "scores"), files["scores"], float_format="%.9g")
+    write_csv_atomic(escaped(regions, "regions"), files["regions"])
+    write_text_atomic(files["rttm"], rttm_lines(regions))
+    write_csv_atomic(escaped(failed, "failed"), files["failed"])
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)
+    return {"scores": scores, "regions": regions, "failed": failed}, files

@@ -54,6 +54,17 @@ def _checked_competition(path: Path, given) -> dict:
     if unknown:
         fail(path, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(cfg)}")
     cfg.update(given)
+    columns = [cfg[k] for k in ("id_column", "label_column", "score_column")]
+    for key, column in zip(("id_column", "label_column", "score_column"), columns):
+        if not isinstance(column, str) or not column.strip():  # a list or a number would crash the readers
+            fail(path, f"{key} must be a non-empty string, not {column!r}")
+    if len(set(columns)) < 3:
+        fail(path, f"id_column, label_column and score_column must differ, not {', '.join(map(repr, columns))}")
+    for key in ("positive_value", "negative_value"):
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value != value \
+                or value in (float("inf"), float("-inf")):
+            fail(path, f"{key} must be a string or a finite number, not {value!r}")
     if cfg["positive"] not in LABELS:
         fail(path, f"positive must be bonafide or spoof, not {cfg['positive']!r}")
     if str(cfg["positive_value"]) == str(cfg["negative_value"]):
@@ -72,7 +83,7 @@ def load_competition(data_dir) -> dict:
         return dict(COMPETITION_DEFAULTS)
     try:
         given = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, bad UTF-8, 5000-digit ints; deep nesting
         fail(path, f"invalid JSON ({err})")
     return _checked_competition(path, given)
 

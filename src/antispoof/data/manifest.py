@@ -27,6 +27,10 @@ METADATA_COLUMNS = ("attack", "language", "speaker", "group", "source")
 TRAIN_COLUMNS = ("utt_id", "path", "duration", "label")
 TEST_COLUMNS = ("utt_id", "path", "duration")
 SOLUTION_COLUMNS = ("utt_id", "label")
+# Segment labels are allocated per 10 ms frame from the duration column (constant labels for clips
+# without stored ones), so a duration of 2e8 s would ask for 20 GB: cap it at a day, far beyond any
+# clip (data.check.max_seconds is 600 s by default), so a typo fails as a bad row instead.
+MAX_DURATION_S = 86_400.0
 
 
 def read_table(csv_path: str | Path, required: Iterable[str]) -> pd.DataFrame:
@@ -40,12 +44,16 @@ def read_table(csv_path: str | Path, required: Iterable[str]) -> pd.DataFrame:
 def _check_field_counts(csv_path: Path, n_columns: int) -> None:
     """pandas fills a short row with NaN, which surfaces later as "unknown label 'nan'": name the
     row and its field count instead. (A long row is already a parser error.)"""
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        records = (fields for fields in csv.reader(fh) if fields)  # pandas skips blank lines too
-        next(records, None)
-        for row, fields in enumerate(records, start=1):
-            if len(fields) < n_columns:
-                fail(csv_path, f"{len(fields)} field(s), the header has {n_columns}", row)
+    row = 0
+    try:  # the csv module refuses what pandas took (a field over its 128 KiB limit): one line too
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            records = (fields for fields in csv.reader(fh) if fields)  # pandas skips blank lines too
+            next(records, None)
+            for row, fields in enumerate(records, start=1):
+                if len(fields) < n_columns:
+                    fail(csv_path, f"{len(fields)} field(s), the header has {n_columns}", row)
+    except (csv.Error, UnicodeDecodeError) as err:
+        fail(csv_path, f"malformed CSV ({err})", row + 1)
 
 
 def _check_ids(csv_path, df):
@@ -68,10 +76,11 @@ def _check_labels(csv_path, df):
 
 def _check_durations(csv_path, df):
     dur = pd.to_numeric(df["duration"], errors="coerce")
-    bad = dur.isna() | ~np.isfinite(dur) | (dur <= 0)
+    bad = dur.isna() | ~np.isfinite(dur) | (dur <= 0) | (dur > MAX_DURATION_S)
     if bad.any():
         row = first_row(bad)
-        fail(csv_path, f"bad duration '{df['duration'].iloc[row - 1]}' (expected seconds > 0)", row)
+        fail(csv_path, f"bad duration '{df['duration'].iloc[row - 1]}' (expected seconds > 0, "
+                       f"at most {MAX_DURATION_S:g})", row)
     df["duration"] = dur.astype(float)
 
 

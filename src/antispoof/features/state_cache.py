@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from antispoof.locks import output_lock
 from antispoof.schema import ManifestError
 from antispoof.utils import atomic_path, write_csv_atomic, write_json_atomic
 
@@ -173,3 +175,45 @@ def next_shard_number(root: Path) -> int:
     """The first free shard number (a half-written .npy without its .csv is overwritten)."""
     done = [int(p.stem.split("_")[1]) for p in Path(root).glob("shard_*.csv")]
     return max(done) + 1 if done else 0
+
+
+def part_dir(root: Path, index: int, count: int) -> Path:
+    """Where shard `index` of `count` embedding processes writes (inside the cache folder)."""
+    if not 0 <= index < count:
+        raise CacheError(f"shard {index}/{count}: the index runs from 0 to {count - 1}")
+    return Path(root) / "parts" / f"{index}-of-{count}"
+
+
+def merge_parts(root: Path) -> int:
+    """Move every part's complete shards into the cache; -> how many moved. Each shard is hard-linked
+    in (its .npy, then its .csv, which commits it) before the part's copy goes, so a crash at any
+    step leaves every clip in the cache or in its part, and merging again finishes the move."""
+    root = Path(root)
+    cached, moved = set(read_index(root).index), 0
+    for part in sorted((root / "parts").glob("*-of-*")):
+        with output_lock(part, f"shard {part.name} of the state cache"):  # a part still being written is refused
+            moved += _move_part(root, part, cached)
+    if (root / "parts").is_dir() and not any((root / "parts").iterdir()):
+        (root / "parts").rmdir()
+    return moved
+
+
+def _move_part(root: Path, part: Path, cached: set) -> int:
+    """One part's shards into the cache (see merge_parts); the part folder goes."""
+    moved = 0
+    for csv in sorted(part.glob("shard_*.csv")):
+        npy = csv.with_suffix(".npy")
+        keys = set(pd.read_csv(csv, dtype={"utt_id": str})["utt_id"])
+        if not keys <= cached:  # not moved yet (else a crash came after the link: just drop the part's copy)
+            target = root / f"shard_{next_shard_number(root):05d}"
+            target.with_suffix(".npy").unlink(missing_ok=True)  # a half-written one without its .csv
+            os.link(npy, target.with_suffix(".npy"))
+            os.link(csv, target.with_suffix(".csv"))
+            cached |= keys
+            moved += 1
+        csv.unlink()
+        npy.unlink(missing_ok=True)
+    for leftover in part.iterdir():  # its meta.json, a .npy its killed process left without a .csv
+        leftover.unlink()
+    part.rmdir()
+    return moved

@@ -121,14 +121,24 @@ def protocol_frame(rows: list[ProtocolRow], audio_path, source: str, workers: in
 
 
 def write_protocol_corpus(out, title: str, root: Path, frames: dict[str, pd.DataFrame],
-                           segments: dict[str, dict], notes: str, force: bool = False) -> Path:
-    """train + dev -> train.csv; eval -> test.csv (only what a competitor sees) and solution.csv
-    (labels and metadata); then the data card."""
-    train = pd.concat([frames["train"], frames["dev"]], ignore_index=True)
-    test, solution = frames["eval"][list(mf.TEST_COLUMNS)], frames["eval"].drop(columns=["path", "duration"])
-    card = data_card(title, str(root), {"train": train, "test": frames["eval"]}, notes)
-    return write_imported(Path(out), train, {**segments["train"], **segments["dev"]}, test, solution,
-                          segments["eval"], card, force=force)
+                           segments: dict[str, dict], notes: str, force: bool = False,
+                           test: str | None = "eval") -> Path:
+    """Every partition but `test` -> train.csv, in the order of `frames`; `test` -> test.csv (only
+    what a competitor sees) and solution.csv (labels and metadata); then the data card.
+
+    `test=None` writes train.csv alone (no test.csv, solution.csv or sample submission), as an
+    import without a test folder does: a copy of a corpus that lacks its evaluation partition
+    still trains, and nothing pretends to be a held-out split."""
+    parts = [name for name in frames if name != test]
+    train = pd.concat([frames[name] for name in parts], ignore_index=True)
+    train_segments = {uid: seg for name in parts for uid, seg in segments[name].items()}
+    if test is None:
+        card = data_card(title, str(root), {"train": train}, notes)
+        return write_imported(Path(out), train, train_segments, None, None, None, card, force=force)
+    held = frames[test]
+    card = data_card(title, str(root), {"train": train, "test": held}, notes)
+    return write_imported(Path(out), train, train_segments, held[list(mf.TEST_COLUMNS)],
+                          held.drop(columns=["path", "duration"]), segments[test], card, force=force)
 
 
 def constant_labels(frame: pd.DataFrame) -> dict[str, np.ndarray]:

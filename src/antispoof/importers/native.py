@@ -57,14 +57,20 @@ def _frame(rows: list[dict], audio_path, source: str, workers: int) -> pd.DataFr
     return frame
 
 
-def _first_present(folders, names) -> Path:
-    """The first of `names` found in any of `folders` (corpora were repackaged under a few names);
-    else the first name in the first folder, which the error then names."""
-    for name in names:
-        for folder in folders:
-            if (folder / name).exists():
-                return folder / name
-    return folders[0] / names[0]
+def _places(folders, names) -> list[Path]:
+    """Every candidate path, name by name (corpora were repackaged under a few names and folders)."""
+    return [folder / name for name in names for folder in folders]
+
+
+def _find(folders, names) -> Path | None:
+    """The first of `names` found in any of `folders`, or None."""
+    return next((place for place in _places(folders, names) if place.exists()), None)
+
+
+def _not_found(root: Path, what: str, folders, names):
+    """Fail naming every place looked: a copy laid out under another name is then fixed at once,
+    instead of one rename per attempt."""
+    fail(root, f"{what} not found; looked for {', '.join(map(str, _places(folders, names)))}")
 
 
 # ---- evaluation-only corpora -----------------------------------------------------------------------
@@ -165,30 +171,72 @@ ASV5_COLUMNS = (("speaker", "speaker"), ("file", "utt_id"), ("gender", "gender")
 ASV5_PROTOCOLS = {"train": ("ASVspoof5.train.tsv",), "dev": ("ASVspoof5.dev.track_1.tsv", "ASVspoof5.dev.tsv"),
                   "eval": ("ASVspoof5.eval.track_1.tsv", "ASVspoof5.eval.tsv")}
 ASV5_AUDIO = {"train": ("flac_T",), "dev": ("flac_D",), "eval": ("flac_E_eval", "flac_E")}
+ASV5_MARKERS = ("flac_T", "ASVspoof5_protocols", "ASVspoof5.train.tsv")  # any of them marks the corpus folder
+
+
+def _asv5_root(root: Path) -> Path:
+    """The corpus folder (`root` or its `ASVspoof5/`), recognised by its training audio or any of its
+    protocol places, so a copy lacking flac_T still gets an error that lists the right places."""
+    for marker in ASV5_MARKERS:
+        found = find_root(root, marker, ["ASVspoof5"])
+        if (found / marker).exists():
+            return found
+    return Path(root).absolute()
+
+
+def _asv5_partitions(root: Path) -> dict[str, tuple[Path, Path]]:
+    """(protocol, audio folder) of each partition present, in release order. train is required; dev
+    and eval count as present when their protocol or their audio is, and then need both: a copy
+    holding half of a partition is incomplete, not a smaller corpus (and silently dropping eval
+    would make dev the test split)."""
+    folders = [root, root / "ASVspoof5_protocols"]
+    present = {}
+    for subset in ("train", "dev", "eval"):
+        protocol, audio = _find(folders, ASV5_PROTOCOLS[subset]), _find([root], ASV5_AUDIO[subset])
+        if subset != "train" and protocol is None and audio is None:
+            continue
+        if protocol is None:
+            _not_found(root, f"ASVspoof 5 {subset} protocol", folders, ASV5_PROTOCOLS[subset])
+        if audio is None or not audio.is_dir():
+            _not_found(root, f"ASVspoof 5 {subset} audio folder", [root], ASV5_AUDIO[subset])
+        present[subset] = (protocol, audio)
+    return present
 
 
 def import_asvspoof5(root: str | Path, out: str | Path, workers: int = 8, force: bool = False) -> Path:
-    """ASVspoof 5 (track 1): train + dev -> train.csv, eval -> test/solution.
+    """ASVspoof 5 (track 1), whichever partitions the copy holds: the latest present (eval, else dev)
+    is the test split (test.csv + solution.csv), the earlier ones train.csv; with train alone there is
+    no test split. The corpus was released in stages (train and dev first, eval keys later), so a
+    copy with train only, or train + dev, is a real corpus, not a broken one.
 
-    Protocols `ASVspoof5.{train,dev[.track_1],eval.track_1}.tsv` in `root` or its
+    Protocols `ASVspoof5.{train,dev[.track_1],eval[.track_1]}.tsv` in `root` or its
     `ASVspoof5_protocols/`: space-separated, no header, 10 fields (speaker, file, gender, codec,
-    codec_q, codec_seed, attack_tag, attack_label, key, tmp). Audio `flac_T/`, `flac_D/`, `flac_E_eval/`.
+    codec_q, codec_seed, attack_tag, attack_label, key, tmp). Audio `flac_T/`, `flac_D/`,
+    `flac_E_eval/` (or `flac_E/`).
     """
-    root = find_root(Path(root), "flac_T", ["ASVspoof5"])
+    root = _asv5_root(Path(root))
+    partitions = _asv5_partitions(root)
     seen: dict[str, str] = {}
     frames = {}
-    for subset in ("train", "dev", "eval"):
-        rows = _read_trials(_first_present([root, root / "ASVspoof5_protocols"], ASV5_PROTOCOLS[subset]),
-                            ASV5_COLUMNS, seen)
-        audio = _first_present([root], ASV5_AUDIO[subset])
+    for subset, (protocol, audio) in partitions.items():
+        rows = _read_trials(protocol, ASV5_COLUMNS, seen)
         frames[subset] = _frame(rows, lambda r: audio / f"{r['utt_id']}.flac", "asvspoof5", workers)
         frames[subset]["subset"] = subset
+    test = list(frames)[-1] if len(frames) > 1 else None
+    parts = [subset for subset in frames if subset != test]
+    if test is None:
+        print(f"{root}: only the ASVspoof 5 training partition is present (no dev or eval protocol or audio): "
+              "no test split, train.csv only")
+        split = "Only the training partition was present: train.csv holds it, and there is no test split. "
+    else:
+        split = (f"train.csv holds {' + '.join(parts)}; the test split (test.csv, solution.csv) is the {test} "
+                 "partition" + ("" if test == "eval" else ", the latest present (no eval partition)") + ". ")
     notes = ("ASVspoof 5 (track 1, countermeasures): bona fide MLS English speech and TTS/VC spoofs, attacks "
-             "A01-A32 (eval attacks unseen in train/dev), eval through codecs (`codec`, `codec_q`). `subset` keeps "
-             "the official train/dev split; group = speaker; segment labels are constant per utterance. "
-             "Score files for the official evaluation: `write_asvspoof5_scores` (filename<TAB>cm-score).")
+             "A01-A32 (eval attacks unseen in train/dev), eval through codecs (`codec`, `codec_q`). " + split +
+             "`subset` keeps each row's official partition; group = speaker; segment labels are constant per "
+             "utterance. Score files for the official evaluation: `write_asvspoof5_scores` (filename<TAB>cm-score).")
     segments = {subset: constant_labels(frame) for subset, frame in frames.items()}
-    return write_protocol_corpus(out, "ASVspoof 5", root, frames, segments, notes, force)
+    return write_protocol_corpus(out, "ASVspoof 5", root, frames, segments, notes, force, test=test)
 
 
 # ---- ASVspoof 2021 LA / DF ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ clip's states do not depend on its batch), the chosen hidden states are stored f
 length (clips sorted by duration, `batch_seconds` of audio each) so padding costs little. A
 killed run resumes after its last complete shard; a cache of other weights, another version of
 the data set or other layers is refused (--force rebuilds it). On a GPU the encoder runs there.
+`--shard I/N` spreads the batches over N processes or machines sharing the cache folder (each writes
+`parts/I-of-N/`, resumable on its own), `--merge` moves their shards in.
 
 `views` > 1 adds augmented copies of every training clip (a length-preserving wave chain,
 configs/augment/views.yaml, so each copy keeps its clip's labels), cached under `<utt_id>#aug<k>`;
@@ -28,8 +30,9 @@ from antispoof.augment import WaveAugmenter, wave_augmenter
 from antispoof.data.audio import read_audio
 from antispoof.data.dataset import clip_labels
 from antispoof.data.manifest import load_segments, load_split
-from antispoof.features.state_cache import (META, CacheError, dataset_fingerprint, default_root, next_shard_number,
-                                            open_for_writing, weights_fingerprint, write_shard, FRAME_HOP_S)
+from antispoof.features.state_cache import (FRAME_HOP_S, META, CacheError, dataset_fingerprint, default_root,
+                                            merge_parts, next_shard_number, open_for_writing, part_dir, read_index,
+                                            weights_fingerprint, write_shard)
 from antispoof.features.state_dataset import view_id
 from antispoof.locks import output_lock
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
@@ -113,10 +116,13 @@ def cache_meta(checkpoint: Path, encoder: str, data_dir: Path, layers, max_secon
 def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="all", root: str | Path | None = None,
                   output_root: str | Path = "folds", batch_seconds: float = 120.0, max_seconds: float = 15.0,
                   views: int = 1, wave_cfg=None, seed: int = 0, device: str | None = None,
-                  force: bool = False, models_dir: str = str(MODELS_DIR)) -> tuple[Path, list[int]]:
+                  force: bool = False, models_dir: str = str(MODELS_DIR),
+                  shard: tuple[int, int] | None = None) -> tuple[Path, list[int]]:
     """Encode every clip not cached yet; -> the cache folder and the layers asked for (as
     encoder indices; `layers=None`: those of an existing cache, else all). See the module docstring.
-    The encoder is only loaded when something is left to encode (a finished cache costs a hash)."""
+    The encoder is only loaded when something is left to encode (a finished cache costs a hash).
+    `shard=(i, n)`: only every n-th encoder batch from the i-th, into `parts/` of the cache, for
+    n processes or machines sharing the folder; `merge_parts` then moves them in."""
     data_dir = Path(data_dir)
     if views > 1 and wave_cfg is None:
         raise CacheError(f"views={views} needs a wave augmentation chain (embed.views_augment)")
@@ -124,45 +130,67 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
     asked = cache_meta(resolve_weights(encoder, models_dir), encoder, data_dir, layers, max_seconds, views)
-    if not force and (root / META).is_file():  # a finished cache is read without its lock (folds share it)
+    what = f"the {Path(str(encoder)).name} state cache"
+    if shard is not None:
+        if force:
+            raise CacheError(f"{root}: --force rebuilds a cache in one process; shard the rebuilt one")
+        with output_lock(root, what):  # the cache's meta first, so every shard checks against it
+            open_for_writing(root, asked)
+    elif not force and (root / META).is_file():  # a finished cache is read without its lock (folds share it)
         _, done = open_for_writing(root, asked)
-        clips = clips_to_embed(data_dir, views)
-        if clips.key.isin(done.index).all():
-            print(f"{root}: all {len(clips)} clips cached")
+        if clips_to_embed(data_dir, views).key.isin(done.index).all():
+            print(f"{root}: all clips cached")
             return root, asked["layers"]
-    with output_lock(root, f"the {Path(str(encoder)).name} state cache"):
-        _encode_missing(root, asked, data_dir, encoder, batch_seconds, max_seconds, views, wave_cfg, seed, device,
-                        force, models_dir)
+    target = part_dir(root, *shard) if shard is not None else root
+    with output_lock(target, what if shard is None else f"shard {shard[0]}/{shard[1]} of {what}"):
+        meta, done = open_for_writing(root, asked, force=force)
+        clips = clips_to_embed(data_dir, views)
+        todo = clips[~clips.key.isin(done.index)].reset_index(drop=True)
+        batches = [todo.iloc[b] for b in length_batches(todo.duration.to_numpy(), batch_seconds)]
+        if shard is not None:  # whole batches, as one process would cut them: the same states, bit for bit
+            _, part_done = open_for_writing(target, meta)
+            batches = [b for k, b in enumerate(batches) if k % shard[1] == shard[0] and
+                       not b.key.isin(part_done.index).all()]
+        _encode(target, meta, batches, data_dir, encoder, max_seconds, views, wave_cfg, seed, device, models_dir)
     return root, asked["layers"]
 
 
-def _encode_missing(root: Path, asked: dict, data_dir: Path, encoder: str, batch_seconds: float, max_seconds: float,
-                    views: int, wave_cfg, seed: int, device, force: bool, models_dir: str) -> None:
-    """The writing part of embed_dataset, under the cache's lock: shards for the clips not cached."""
-    meta, done = open_for_writing(root, asked, force=force)
-    clips = clips_to_embed(data_dir, views)
-    todo = clips[~clips.key.isin(done.index)].reset_index(drop=True)
-    if todo.empty:
-        print(f"{root}: all {len(clips)} clips cached")
+def _encode(target: Path, meta: dict, batches: list[pd.DataFrame], data_dir: Path, encoder: str,
+            max_seconds: float, views: int, wave_cfg, seed: int, device, models_dir: str) -> None:
+    """The writing part of embed_dataset, under the lock of `target`: one shard per batch."""
+    if not batches:
+        print(f"{target}: nothing left to encode")
         return
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
     train = load_split(data_dir, "train") if views > 1 else None
     augment = wave_augmenter(wave_cfg, train) if views > 1 else None
     segments = load_segments(data_dir / "train_segments.npz", train) if views > 1 else {}
-    number, started = next_shard_number(root), time.time()
-    bar = tqdm(total=float(todo.duration.sum()), unit="s", unit_scale=True, desc=f"embed {Path(str(encoder)).name}")
-    for batch in length_batches(todo.duration.to_numpy(), batch_seconds):
-        rows = todo.iloc[batch]
+    number, started = next_shard_number(target), time.time()
+    seconds = float(sum(b.duration.sum() for b in batches))
+    bar = tqdm(total=seconds, unit="s", unit_scale=True, desc=f"embed {Path(str(encoder)).name}")
+    for rows in batches:
         waves = [_view_wave(row, augment, segments, seed) for row in rows.itertuples()]
         # an existing cache may hold more layers than asked: it is filled with all of its own
         states = encode_clips(model, waves, meta["layers"], device)
-        write_shard(root, number, list(zip(rows.key, states)))
+        write_shard(target, number, list(zip(rows.key, states)))
         number += 1
-        bar.update(float(rows.duration.sum()))
+        bar.update(min(float(rows.duration.sum()), bar.total - bar.n))  # float sums may overshoot the total
     bar.close()
-    hours = todo.duration.sum() / 3600
-    print(f"{root}: {len(todo)} clips ({hours:.2f} h) embedded in {time.time() - started:.0f} s")
+    n_clips = sum(len(b) for b in batches)
+    print(f"{target}: {n_clips} clips ({seconds / 3600:.2f} h) embedded in {time.time() - started:.0f} s")
+
+
+def merge_embed_parts(data_dir: str | Path, root: Path, views: int = 1) -> Path:
+    """Move the shards of every `parts/` folder into the cache (under its lock) and say what is
+    still missing."""
+    root = Path(root)
+    with output_lock(root, "the state cache"):
+        moved = merge_parts(root)
+        missing = int((~clips_to_embed(Path(data_dir), views).key.isin(read_index(root).index)).sum())
+    print(f"{root}: {moved} shard(s) merged" + (f"; {missing} clip(s) not cached yet: run the shards that did not "
+                                                f"finish, then merge again" if missing else "; every clip cached"))
+    return root
 
 
 def _view_wave(row, augment: WaveAugmenter | None, segments: dict, seed: int) -> np.ndarray:

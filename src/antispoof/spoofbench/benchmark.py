@@ -58,17 +58,14 @@ def _row(plan: ClipPlan, duration: float, segments: np.ndarray) -> dict:
 _WORKER: Renderer | None = None
 
 
-def _exit_quietly(signum, _frame):
-    raise SystemExit(128 + signum)  # unwinds atomic writes (their temporary files go), no traceback
-
-
 def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str]):
     """A render worker. It leaves Ctrl-C to the parent (it reaches the whole process group), which
-    stops the pool; SIGTERM (the pool stopping, or a scheduler) ends it quietly, its write in flight
-    abandoned whole."""
+    stops the pool; SIGTERM (the pool stopping, or a scheduler) ends it at once, as by default: no
+    Python clean-up runs in a worker that may hold the pool's locks. A write it had in flight leaves
+    a temporary file, which the next build removes (render_all)."""
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_quietly)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler, inherited through fork
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER = Renderer(OmegaConf.create(cfg_yaml), Path(audio_dir), beds)
 

@@ -96,6 +96,9 @@ def _read_submission(path: Path, cfg: dict) -> pd.DataFrame:
     if path.suffix.lower() == ".tsv":
         df = _read_strings(path, sep="\t")
         require_columns(path, df, ASVSPOOF5_COLUMNS)
+        clash = [c for c in (cfg["id_column"], cfg["score_column"]) if c in df.columns and c not in ASVSPOOF5_COLUMNS]
+        if clash:  # renaming would give two columns of one name
+            fail(path, f"column '{clash[0]}' beside {', '.join(ASVSPOOF5_COLUMNS)}: which one is meant?")
         df = df.rename(columns=dict(zip(ASVSPOOF5_COLUMNS, (cfg["id_column"], cfg["score_column"]))))
     else:
         header = cfg["header"] or _has_regions_header(path, cfg)
