@@ -85,7 +85,7 @@ demo: $(STAMP)
 	$(BIN)/python ensemble/stack.py --config ensemble/demo --dataset mini
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 clean-data:
 	rm -rf data/spoofbench-* folds/spoofbench-*

@@ -12,6 +12,12 @@ from antispoof.config import load_config
 from antispoof.utils import FAULT_VARIABLE
 from antispoof.spoofbench.benchmark import build_benchmark
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 TINY = ["max_utterances=20", "max_test_utterances=12", "probe.folds=3", "name=spoofbench-tiny",
         "per_source.tts=1.0", "per_source.vocoder=0.5", "per_source.partial=0.6", "concat.share=0.5",
         # shorter utterances than mini's keep the training tests fast
@@ -28,6 +34,35 @@ def tiny_cfg(tmp_path_factory):
 def tiny(tiny_cfg):
     """Path of the built tiny benchmark (about 80 clips, both splits, every kind of clip)."""
     return build_benchmark(tiny_cfg, workers=2)
+
+
+@pytest.fixture(scope="session")
+def micro(tiny, tmp_path_factory):
+    """A 16-clip data set over tiny's audio (absolute paths): what the embed tests encode, so each
+    run of the encoder costs a few seconds."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("micro") / "spoofbench-micro"
+    out.mkdir()
+    ids = {}
+    for split, n in (("train", 10), ("test", 6)):
+        table = pd.read_csv(tiny / f"{split}.csv", dtype={"utt_id": str})
+        table = table.iloc[np.linspace(0, len(table) - 1, n).astype(int)].copy()
+        table["path"] = [str(tiny / p) for p in table["path"]]
+        table.to_csv(out / f"{split}.csv", index=False)
+        ids[split] = list(table["utt_id"])
+    solution = pd.read_csv(tiny / "solution.csv", dtype={"utt_id": str})
+    solution[solution["utt_id"].isin(ids["test"])].to_csv(out / "solution.csv", index=False)
+    for name, keep in (("train_segments.npz", ids["train"]), ("solution_segments.npz", ids["test"])):
+        with np.load(tiny / name) as labels:
+            np.savez_compressed(out / name, **{k: labels[k] for k in keep})
+    for name in ("competition.json",):
+        if (tiny / name).is_file():
+            shutil.copy(tiny / name, out / name)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ def test_a_tiny_training_prints_progress_but_no_adverts_or_third_party_deprecati
     command = [sys.executable, "-W", "default", "-m", "antispoof.commands.cli", "train", "--model", "selcnn_mulbs",
                "--data", str(tiny), "--fold", "0", f"output_root={tmp_path}", "trainer.max_epochs=1",
                "trainer.accelerator=cpu", "data.folds=3", "data.batch_size=8", "data.crop_s=2.0",
-               "data.num_workers=0"]
+               "data.num_workers=0", "trainer.limit_train_batches=2"]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]

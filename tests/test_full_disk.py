@@ -66,7 +66,7 @@ def test_predictions_that_cannot_be_written_keep_the_previous_ones(tiny, trained
     assert len(done["scores"]) == 3 and not (tmp_path / "pred" / ".partial").exists()
 
 
-def test_an_embed_shard_that_cannot_be_written_keeps_the_finished_ones(tiny, tmp_path, monkeypatch):
+def test_an_embed_shard_that_cannot_be_written_keeps_the_finished_ones(micro, tmp_path, monkeypatch):
     real, calls = np.save, []
 
     def save(file, array, *args, **kwargs):
@@ -80,14 +80,14 @@ def test_an_embed_shard_that_cannot_be_written_keeps_the_finished_ones(tiny, tmp
     root = tmp_path / "cache"
     with pytest.raises(OutputWriteError, match=r"cache/shard_00001\.npy: could not be written \(no space left on "
                                                r"device\); nothing was written"):
-        embed_dataset(tiny, "whisper-tiny.en", "0", root, batch_seconds=40)
+        embed_dataset(micro, "whisper-tiny.en", "0", root, batch_seconds=15)
     assert sorted(p.name for p in root.glob("shard_*")) == ["shard_00000.csv", "shard_00000.npy"]
     assert no_temporary_files(tmp_path)
     monkeypatch.undo()
-    embed_dataset(tiny, "whisper-tiny.en", "0", root, batch_seconds=40)  # resumes after shard 0
+    embed_dataset(micro, "whisper-tiny.en", "0", root, batch_seconds=15)  # resumes after shard 0
     index = pd.concat([pd.read_csv(p) for p in sorted(root.glob("shard_*.csv"))])
-    assert index["utt_id"].is_unique and len(index) == len(pd.read_csv(tiny / "train.csv")) + len(
-        pd.read_csv(tiny / "test.csv"))
+    assert index["utt_id"].is_unique and len(index) == len(pd.read_csv(micro / "train.csv")) + len(
+        pd.read_csv(micro / "test.csv"))
 
 
 def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tiny, tmp_path, monkeypatch, capsys):

@@ -148,7 +148,7 @@ def audio_files(d: Path) -> None:
         (d / "a" / name).write_bytes(b"")  # load_split only checks that the file is there
 
 
-@fuzz(300)
+@fuzz(150)
 @given(data=file_bytes(TRAIN), check_files=st.booleans())
 @example(data=table(TRAIN), check_files=True)
 @example(data=table([TRAIN[0], ["u1", "a/u1.wav", "1", "bonafide", "x" * 140_000]]), check_files=False)
@@ -161,7 +161,7 @@ def test_train_manifest(data, check_files):
             assert train["duration"].gt(0).all() and train["label"].isin(["bonafide", "spoof"]).all()
 
 
-@fuzz(300)
+@fuzz(150)
 @given(test=st.one_of(st.just(table(TEST)), file_bytes(TEST)),
        solution=st.one_of(st.just(table(SOLUTION)), file_bytes(SOLUTION), st.none()))
 @example(test=table(TEST), solution=table(SOLUTION))
@@ -214,7 +214,7 @@ def submission(kind: str) -> st.SearchStrategy[tuple[str, bytes]]:
     return st.tuples(st.just(kind), file_bytes(rows, "\t" if name.endswith(".tsv") else ","))
 
 
-@fuzz(500)
+@fuzz(250)
 @given(case=st.sampled_from(sorted(SUBMISSIONS)).flatmap(submission))
 @example(case=("scores", table(SUBMISSIONS["scores"][2])))
 # found by the fuzzer: an ASVspoof 5 TSV with a column named like the id column the scorer renames filename to
@@ -234,7 +234,7 @@ SCORES = SUBMISSIONS["asvspoof5"][2]
 KEYS = [["filename", "cm-label"], ["007", "bonafide"], ["u1", "spoof"], ["u2", "bonafide"], ["u3", "spoof"]]
 
 
-@fuzz(300)
+@fuzz(150)
 @given(scores=st.one_of(st.just(table(SCORES, "\t")), file_bytes(SCORES, "\t")),
        keys=st.one_of(st.just(table(KEYS, "\t")), file_bytes(KEYS, "\t")))
 def test_asvspoof5_score_and_key_files(scores, keys):
@@ -268,7 +268,7 @@ def competition_bytes(draw) -> bytes:
     return data
 
 
-@fuzz(400)
+@fuzz(200)
 @given(data=st.one_of(st.binary(max_size=100), competition_bytes(), competition_bytes()))
 @example(data=b"[" * 100_000)
 @example(data=b'{"positive_value": ' + b"1" * 5000 + b"}")
@@ -301,7 +301,7 @@ PROTOCOLS = {  # a reader, and valid lines of its corpus
 }
 
 
-@fuzz(400)
+@fuzz(200)
 @given(kind=st.sampled_from(sorted(PROTOCOLS)), raw=st.data())
 def test_protocol_readers(kind, raw):
     reader, rows = PROTOCOLS[kind]
@@ -329,7 +329,7 @@ def finvolution(tmp_path_factory) -> Path:
     return root
 
 
-@fuzz(200)
+@fuzz(100)
 @given(data=file_bytes(FIN))
 @example(data=table(FIN))
 def test_finvolution_label_file(finvolution, data):
