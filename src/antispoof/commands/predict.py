@@ -58,7 +58,7 @@ from antispoof.metrics.segments import pool_segment_labels
 from antispoof.runs import calibration_path, dataset_dir, read_predictions
 from antispoof.schema import fail
 from antispoof.train.calibration import calibrate_experiment, is_current
-from antispoof.commands.predict_output import PARTIAL, SCORE_COLUMNS, ChunkStore, finish
+from antispoof.commands.predict_output import PARTIAL, SCORE_COLUMNS, ChunkStore, finish, shard_folder
 from antispoof.locks import output_lock
 
 MAX_SECONDS = 4 * 3600.0  # the audio check's limit here: longer files are windowed, not refused
@@ -224,14 +224,14 @@ def predict(audio, experiment: str | None = None, ensemble: str | None = None, d
     result = {"plan": plan, "segment_threshold": source.segment_threshold}
     if merge is not None:
         with output_lock(out, "the predictions"):
-            stores = [ChunkStore(out / PARTIAL / f"shard-{i}-of-{merge}", run, existing_only=True) for i in range(merge)]
+            stores = [ChunkStore(shard_folder(out, i, merge), run, existing_only=True) for i in range(merge)]
             for i, store in enumerate(stores):
                 left = [k for k in range(i, len(chunks), merge) if k not in store.done_chunks()]
                 if left:
                     fail(store.dir, f"shard {i}/{merge} has {len(left)} chunk(s) to go: run it with --shard {i}/{merge}")
             tables, written = finish(stores, inputs, out)
         return {**result, **tables, "files": written, "segments": {}, "segment_hop_s": None}
-    folder = out / PARTIAL / f"shard-{shard[0]}-of-{shard[1]}" if shard else out / PARTIAL
+    folder = shard_folder(out, *shard) if shard else out / PARTIAL
     mine = list(range(shard[0], len(chunks), shard[1])) if shard else list(range(len(chunks)))
     with output_lock(out if shard is None else folder, "the predictions" if shard is None else
                      f"shard {shard[0]}/{shard[1]} of the predictions"):
@@ -242,8 +242,9 @@ def predict(audio, experiment: str | None = None, ensemble: str | None = None, d
             print(f"resuming: {sum(len(chunks[k]) for k in mine if k in done)} of "
                   f"{sum(len(chunks[k]) for k in mine)} files already scored in {folder}")
         kept, hop = {}, None
-        quiet = not progress or sum(len(chunks[k]) for k in todo) <= chunk_files
-        bar = tqdm(total=sum(len(chunks[k]) for k in todo), unit="file", desc="predicting", disable=quiet)
+        n_todo = sum(len(chunks[k]) for k in todo)
+        quiet = not progress or n_todo <= chunk_files  # one chunk: its own bars say enough
+        bar = tqdm(total=n_todo, unit="file", desc="predicting", disable=quiet)
         for k in todo:
             scores, regions, failed, segments, hop = score_chunk(chunks[k], source, dev, plan, threshold, max_seconds,
                                                                  progress and quiet)

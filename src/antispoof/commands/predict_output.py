@@ -37,6 +37,11 @@ PARTIAL = ".partial"
 RUN = "run.json"
 
 
+def shard_folder(out: Path, index: int, count: int) -> Path:
+    """Where process `index` of a run sharded over `count` keeps its chunks."""
+    return Path(out) / PARTIAL / f"shard-{index}-of-{count}"
+
+
 def escape_cell(text: str) -> str:
     """`=cmd()` -> `'=cmd()`; a name that starts with `'` gets one more, so unescaping is exact."""
     text = str(text)

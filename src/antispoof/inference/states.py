@@ -131,6 +131,7 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
     asked = cache_meta(resolve_weights(encoder, models_dir), encoder, data_dir, layers, max_seconds, views)
     what = f"the {Path(str(encoder)).name} state cache"
+    clips = clips_to_embed(data_dir, views)
     if shard is not None:
         if force:
             raise CacheError(f"{root}: --force rebuilds a cache in one process; shard the rebuilt one")
@@ -138,13 +139,12 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
             open_for_writing(root, asked)
     elif not force and (root / META).is_file():  # a finished cache is read without its lock (folds share it)
         _, done = open_for_writing(root, asked)
-        if clips_to_embed(data_dir, views).key.isin(done.index).all():
+        if clips.key.isin(done.index).all():
             print(f"{root}: all clips cached")
             return root, asked["layers"]
     target = part_dir(root, *shard) if shard is not None else root
     with output_lock(target, what if shard is None else f"shard {shard[0]}/{shard[1]} of {what}"):
-        meta, done = open_for_writing(root, asked, force=force)
-        clips = clips_to_embed(data_dir, views)
+        meta, done = open_for_writing(root, asked, force=force)  # again, under the lock
         todo = clips[~clips.key.isin(done.index)].reset_index(drop=True)
         batches = [todo.iloc[b] for b in length_batches(todo.duration.to_numpy(), batch_seconds)]
         if shard is not None:  # whole batches, as one process would cut them: the same states, bit for bit

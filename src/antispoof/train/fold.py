@@ -192,9 +192,6 @@ def _train_fold(cfg: DictConfig, fold: int, out: Path, force: bool) -> Path:
     clock = EpochClock()
     trainer = make_trainer(cfg, out, clock, module)
     _fit(trainer, module, data, last)
-    if trainer.interrupted:  # Ctrl-C: Lightning stops cleanly; last.ckpt is there to resume from
-        print(f"interrupted: `antispoof train` again resumes from {last}")
-        return out
     if not trainer.is_global_zero:
         return out
     best = out / "checkpoints" / "best.ckpt"
