@@ -27,7 +27,8 @@ TINY = ["max_utterances=20", "max_test_utterances=12", "probe.folds=3", "name=sp
 @pytest.fixture(scope="session")
 def tiny_cfg(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "spoofbench-tiny"
-    return load_config("configs/data/spoofbench_mini.yaml", [*TINY, f"out_dir={out}"])
+    return load_config("configs/data/spoofbench_mini.yaml", [*TINY, f"out_dir={out}",
+                                                             f"render_cache={out.parent / 'render-cache'}"])
 
 
 @pytest.fixture(scope="session")

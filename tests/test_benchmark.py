@@ -133,15 +133,20 @@ def test_built_clips_are_utterance_length_with_conditions(tiny, tiny_cfg):
     assert durations.max() <= max(tiny_cfg.max_duration_s, tiny_cfg.concat.max_total_s) + 0.02
     solution = pd.read_csv(tiny / "solution.csv")
     assert set(solution.condition) <= {"bonafide", *CONDITIONS}
-    assert {"seen_attack", "partial", "concatenation", "unseen_language"} <= set(solution.condition)
+    assert {"seen_classical", "seen_neural", "partial", "concatenation", "unseen_language"} <= set(solution.condition)
     train_languages = {lang for cell in train.language for lang in cell.split("+")}
-    for row in solution.itertuples():
+    neural = {"tts_piper", "voc_hifigan", "tts_kokoro"}
+    for row in pd.concat([solution, train]).itertuples():
+        attacks = set(row.attack.split("+")) - {"bonafide"}
+        assert row.generation == ("bonafide" if not attacks else "+".join(
+            sorted({"neural" if a in neural else "classical" for a in attacks}))), row
         unseen_language = any(lang not in train_languages for lang in row.language.split("+"))
         expected = ("unseen_language" if unseen_language else "bonafide" if row.label == "bonafide"
                     else "partial" if row.kind == "partial" else "concatenation" if row.kind == "concat"
-                    else "unseen_attack" if "tts_kokoro" in row.attack else "seen_attack")
+                    else "unseen_neural" if "tts_kokoro" in row.attack
+                    else "seen_neural" if attacks & neural else "seen_classical")
         assert row.condition == expected, row
-    assert set(train.condition) <= {"bonafide", "seen_attack", "partial", "concatenation"}
+    assert set(train.condition) <= {"bonafide", "seen_classical", "seen_neural", "partial", "concatenation"}
     card = (tiny / "README.md").read_text()
     assert "Counts by condition" in card and "Partial spoofs" in card and "half-width" in card
 
@@ -201,9 +206,10 @@ def test_joined_utterance_is_its_recordings_and_pauses(renderer, joined):
     assert np.abs(wave[units[0][1]: units[1][0]]).max() == 0  # the pause itself
 
 
-def test_partial_spoof_by_vocoded_twin_marks_exactly_the_replaced_samples(renderer, ru_utterances):
+@pytest.mark.parametrize("vocoder", ["voc_world", "voc_hifigan"])
+def test_partial_spoof_by_vocoded_twin_marks_exactly_the_replaced_samples(renderer, ru_utterances, vocoder):
     utt = ru_utterances[0]
-    plan = ClipPlan("sb_test_partial", "train", "partial", [Piece(utt), Piece(utt, "voc_world")], "spoof", "g")
+    plan = ClipPlan("sb_test_partial", "train", "partial", [Piece(utt), Piece(utt, vocoder)], "spoof", "g")
     wave, mask = renderer.partial(plan)
     base, units, _ = renderer.utterance(utt)
     assert len(wave) == len(base) and 0 < mask.mean() < 1
@@ -215,10 +221,11 @@ def test_partial_spoof_by_vocoded_twin_marks_exactly_the_replaced_samples(render
     assert all(min(abs(e - s) for s in starts) <= fade for e in edges), "regions are whole units"
 
 
-def test_partial_spoof_by_tts_replaces_whole_recordings(renderer, joined):
+@pytest.mark.parametrize("system", ["tts_espeak", "tts_piper"])
+def test_partial_spoof_by_tts_replaces_whole_recordings(renderer, joined, system):
     from antispoof.utils import rng_for
 
-    plan = ClipPlan("sb_test_partial_tts", "train", "partial", [Piece(joined), Piece(joined, "tts_espeak")],
+    plan = ClipPlan("sb_test_partial_tts", "train", "partial", [Piece(joined), Piece(joined, system)],
                     "spoof", "g")
     wave, mask = renderer.partial(plan)
     base, units, _ = renderer.utterance(joined)

@@ -68,13 +68,13 @@ def test_the_scorer_reports_every_condition_of_the_solution(tiny, tmp_path):
     pd.DataFrame({"utt_id": solution.utt_id, "score": scores}).to_csv(tmp_path / "s.csv", index=False)
     got = score_submission(tmp_path / "s.csv", tiny)["eer_by_condition"]
     want = eer_by_condition(scores, solution.label, solution.condition)
-    assert got.keys() == want.keys() and {"pooled", "seen_attack", "partial"} <= set(got)
+    assert got.keys() == want.keys() and {"pooled", "seen_classical", "seen_neural", "partial"} <= set(got)
     assert all(got[k] == pytest.approx(want[k]) for k in got)
     labels = (scores < 0.5).astype(int)  # 1 = spoof
     pd.DataFrame({"utt_id": solution.utt_id, "label": labels}).to_csv(tmp_path / "l.csv", index=False)
     f1 = score_submission(tmp_path / "l.csv", tiny)["f1_by_condition"]
     spoof = (solution.label == "spoof").to_numpy()
-    seen = condition_masks(solution.condition)["seen_attack"]
+    seen = condition_masks(solution.condition)["seen_classical"]
     tp = (labels[seen] & spoof[seen]).sum()
     precision, recall = tp / labels[seen].sum(), tp / spoof[seen].sum()
-    assert f1["seen_attack"] == pytest.approx(2 * precision * recall / (precision + recall))
+    assert f1["seen_classical"] == pytest.approx(2 * precision * recall / (precision + recall))

@@ -1,6 +1,7 @@
 """Folds: grouped, stratified, deterministic, and refusing impossible requests."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,96 @@ def test_bad_manifest_is_reported(tmp_path):
     df.to_csv(data / "train.csv", index=False)
     with pytest.raises(ManifestError, match=r"bench/train\.csv row 5: unknown label 'fake'"):
         make_folds(data, out=tmp_path / "f.csv")
+
+
+# ---- leave-one-attack-out folds ------------------------------------------------------------
+
+def write_attack_train(folder: Path, n_speakers: int = 24, seed: int = 0) -> Path:
+    """Speakers each with bona fide clips and spoofs of six attacks (two neural), some of them
+    concatenations that join two attacks."""
+    rng = np.random.default_rng(seed)
+    attacks = {"voc_a": "classical", "voc_b": "classical", "tts_c": "classical", "tts_d": "classical",
+               "nn_e": "neural", "nn_f": "neural"}
+    names = list(attacks)
+    rows = []
+    for s in range(n_speakers):
+        for c in range(8):
+            if c < 2:
+                attack = "bonafide"
+            elif c == 7:
+                attack = "+".join(sorted(rng.choice(names, 2, replace=False)))
+            else:
+                attack = names[rng.integers(len(names))]
+            generation = ("bonafide" if attack == "bonafide"
+                          else "+".join(sorted({attacks[a] for a in attack.split("+")})))
+            rows.append({"utt_id": f"u{s:03d}_{c}", "path": f"audio/u{s:03d}_{c}.wav", "duration": 2.0,
+                         "label": "bonafide" if attack == "bonafide" else "spoof", "attack": attack,
+                         "generation": generation, "speaker": f"spk{s:03d}", "group": f"spk{s:03d}"})
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
+    return folder
+
+
+def test_attack_folds_never_train_on_their_held_out_attacks(tmp_path):
+    from antispoof.data.folds import make_attack_folds, training_mask
+
+    out = make_attack_folds(write_attack_train(tmp_path / "ds"), k=3, seed=0, out=tmp_path / "f" / "folds.csv")
+    folds = pd.read_csv(out, dtype={"exclude": str})
+    held = {int(f): names for f, names in json.loads(out.with_suffix(".json").read_text())["held_out"].items()}
+    train = pd.read_csv(tmp_path / "ds" / "train.csv").set_index("utt_id").loc[folds.utt_id]
+    assert sorted(a for names in held.values() for a in names) == ["nn_e", "nn_f", "tts_c", "tts_d", "voc_a", "voc_b"]
+    assert all(held.values()), "every fold holds out at least one attack"
+    assert not ({"nn_e", "nn_f"} <= set(held[0]) or {"nn_e", "nn_f"} <= set(held[1]) or {"nn_e", "nn_f"} <= set(held[2]))
+    assert folds.groupby("group").fold.nunique().max() == 1, "speakers stay grouped"
+    for f, names in held.items():
+        part = train[training_mask(folds, f)]
+        touched = part.attack.str.split("+").map(lambda a: bool(set(a) & set(names)))
+        assert not touched.any(), f"fold {f} trains on a held-out attack"
+        assert (folds.fold != f).sum() > len(part) > 0.5 * (folds.fold != f).sum()
+        valid = train[(folds.fold == f).to_numpy()]
+        unseen = valid.attack.str.split("+").map(lambda a: bool(set(a) & set(names))).to_numpy()
+        assert unseen.any() and (folds.held_out[folds.fold == f].to_numpy() == unseen).all()
+        assert (valid.label == "bonafide").any() and (valid.label[~unseen] == "spoof").any()
+
+
+def test_attack_folds_cli_and_refusals(tmp_path, capsys, monkeypatch):
+    data = write_attack_train(tmp_path / "ds")
+    monkeypatch.chdir(tmp_path)
+    cli_main(["folds", "--data", str(data), "--by", "attack", "--k", "3"])
+    out = capsys.readouterr().out
+    assert "fold 0 holds out:" in out and "output_root=folds_loao" in out
+    assert (tmp_path / "folds_loao" / "ds" / "folds.csv").is_file()
+    with pytest.raises(ManifestError, match="need at least 7 attacks"):
+        from antispoof.data.folds import make_attack_folds
+
+        make_attack_folds(data, k=7)
+
+
+def test_default_folds_ignore_exclusions():
+    from antispoof.data.folds import training_mask
+
+    folds = pd.DataFrame({"fold": [0, 1, 1, 2]})
+    assert training_mask(folds, 1).tolist() == [True, False, False, True]
+    folds["exclude"] = ["1", "", "0", "0;1"]
+    assert training_mask(folds, 1).tolist() == [False, False, False, False]
+    assert training_mask(folds, 0).tolist() == [False, True, False, False]
+
+
+def test_fold_data_trains_without_the_held_out_attacks(tiny, tmp_path):
+    """The training part FoldData hands to a model really lacks the fold's held-out attacks, and
+    its validation part (the OOF clips) still has every clip of the fold."""
+    from antispoof.data.folds import make_attack_folds
+    from antispoof.train.data import FoldData
+    from antispoof.train.fold import experiment_config
+
+    out = make_attack_folds(tiny, k=3, seed=0, out=tmp_path / tiny.name / "folds.csv")
+    held = json.loads(out.with_suffix(".json").read_text())["held_out"]
+    cfg = experiment_config("selcnn_mulbs", str(tiny), [f"output_root={tmp_path}", "data.folds=3"])
+    folds = pd.read_csv(out)
+    for fold, names in held.items():
+        data = FoldData(cfg, int(fold))
+        attacks = set(data.train.attack.str.split("+").explode())
+        assert not attacks & set(names), (fold, names)
+        in_fold = set(folds.utt_id[folds.fold == int(fold)])
+        assert set(data.valid.utt_id) <= in_fold and len(data.valid) >= len(in_fold) - len(data.skipped)
+        assert not set(data.train.utt_id) & in_fold

@@ -132,7 +132,8 @@ def test_a_clips_scores_do_not_depend_on_padding(head):
 
 
 def test_an_mhfa_head_learns_real_clips(tiny, cache):
-    """A few hundred steps on the cached states of the tiny set's training clips fit them."""
+    """A few hundred steps on the cached states of the tiny set's training clips fit them (v3's
+    neural spoofs, HiFi-GAN copies above all, take Whisper states longer to fit than v2's)."""
     train = load_split(tiny, "train")
     loader = torch.utils.data.DataLoader(StateDataset(train, cache), batch_size=16, shuffle=True,
                                          collate_fn=collate_states, generator=torch.Generator().manual_seed(0))
@@ -140,7 +141,7 @@ def test_an_mhfa_head_learns_real_clips(tiny, cache):
     model = MHFAHead(FrozenHeadConfig(n_states=cache.n_states, dim=cache.dim, heads=4, dropout=0.0))
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
-    for _ in range(12):
+    for _ in range(30):
         for batch in loader:
             out = model(batch["states"], batch["lengths"])
             seg = class_targets(model.segment_targets(batch["seg"], out["seg_lengths"]))
@@ -164,7 +165,7 @@ def test_heads_write_the_fold_contract(tiny, cache, tmp_path, model):
                                                "trainer.progress_every=0", f"embed.root={cache.root}"])
     out = train_fold(cfg, 0)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and set(metrics["test"]["eer_by_condition"]) >= {"pooled", "seen_attack"}
+    assert metrics["epochs"] == 2 and set(metrics["test"]["eer_by_condition"]) >= {"pooled", "seen_classical", "seen_neural"}
     saved = (out / "config.yaml").read_text()
     assert f"n_states: {cache.n_states}" in saved and f"dim: {cache.dim}" in saved
     for part in ("oof", "test"):

@@ -85,11 +85,13 @@ def test_batches_are_sharded_across_ranks():
 # ---- training ---------------------------------------------------------------------------------
 
 def test_short_fit_lowers_the_loss_and_writes_fold_outputs(tiny, tmp_path):
-    cfg = _cfg(tiny, tmp_path, extra=["trainer.max_epochs=6", "optim.lr=0.002"])
+    # Every step logged: on v3's tiny set (neural spoofs among them) single steps are noisy, so the
+    # first and last two epochs' mean step losses are compared, not a few logged steps.
+    cfg = _cfg(tiny, tmp_path, extra=["trainer.max_epochs=6", "optim.lr=0.002", "trainer.log_every_n_steps=1"])
     out = train_fold(cfg, 0)
     log = pd.read_csv(out / "logs" / "run0" / "metrics.csv")
     per_epoch = log.dropna(subset=["train_loss"]).groupby("epoch")["train_loss"].mean()
-    assert per_epoch.iloc[-2:].mean() < per_epoch.iloc[:2].mean()
+    assert len(per_epoch) == 6 and per_epoch.iloc[-2:].mean() < per_epoch.iloc[:2].mean(), per_epoch
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 6 and metrics["seconds_per_epoch"] > 0
     for part in ("oof", "test"):

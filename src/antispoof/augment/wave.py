@@ -2,8 +2,10 @@
 
 The chain reproduces the FinVolution team's recipe (seed 002: clip 0.1, echo 0.1, noise 0.2,
 resample 0.2, pitch shift 0.05 and speed-up 0.05, the last two turning the label to spoof) and
-adds realistic channels (rooms, codecs, noise beds, babble). Steps run in WAVE_STEPS order, each
-with its own probability from the config (`augment.wave.<step>.p`).
+adds realistic channels (rooms, codecs, noise beds, babble) and RawBoost (augment/rawboost.py).
+Steps run in WAVE_STEPS order, each with its own probability from the config
+(`augment.wave.<step>.p`); a step at p = 0 draws nothing, so adding one leaves other chains as
+they were.
 
 Library transforms (audiomentations) do the signal processing where one exists; what is written
 here is the label bookkeeping: a step that moves or stretches time (crop, speed) maps the 10 ms
@@ -20,14 +22,15 @@ from typing import Callable
 
 import numpy as np
 
+from antispoof.augment.rawboost import RawBoost
 from antispoof.data.audio import SR, AudioError, read_audio, resample
 from antispoof.data.dataset import FRAME, n_frames
 from antispoof.data.signal import CODECS, add_noise, align_to, codec_roundtrip
 from antispoof.data.sounds import effect_sounds, noise_beds
 from antispoof.utils import seeded_global_rngs
 
-WAVE_STEPS = ("crop", "echo", "reverb", "noise", "background", "babble", "resample", "codec",
-              "pitch_shift", "speed")
+WAVE_STEPS = ("crop", "rawboost", "echo", "reverb", "noise", "background", "babble", "resample",
+              "codec", "pitch_shift", "speed")
 
 
 class AugmentError(ValueError):
@@ -103,6 +106,20 @@ def make_crop(cfg, context) -> Step:
         start = int(rng.integers(0, (n - length) // FRAME + 1)) * FRAME
         return crop_clip(clip, start, length)
     return crop
+
+
+def make_rawboost(cfg, context) -> Step:
+    """RawBoost (Tak et al. 2022; augment/rawboost.py): convolutive, impulsive and coloured-noise
+    distortions as `algo` says. It runs right after crop, on the clean clip as in the paper, with
+    the other channels on top; length and labels are kept, so cached views can use it too."""
+    try:
+        boost = RawBoost(**{key: value for key, value in cfg.items() if key != "p"})
+    except (TypeError, ValueError) as err:
+        raise AugmentError(f"augment.wave.rawboost: {err}") from None
+
+    def rawboost(clip: Clip, rng):
+        return replace(clip, wave=boost(clip.wave, rng))
+    return rawboost
 
 
 def make_echo(cfg, context) -> Step:

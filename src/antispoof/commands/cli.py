@@ -35,8 +35,17 @@ def _cmd_probe(args):
 
 
 def _cmd_folds(args):
-    from antispoof.data.folds import make_folds
+    from antispoof.config import data_dir
+    from antispoof.data.folds import LOAO_ROOT, make_attack_folds, make_folds
 
+    args.data = data_dir(args.data)
+    if args.by == "attack":
+        out = make_attack_folds(args.data, k=args.k, seed=args.seed, out=args.out)
+        held = json.loads(out.with_suffix(".json").read_text())["held_out"]
+        print("\n".join(f"fold {f} holds out: {', '.join(names)}" for f, names in held.items()))
+        print(f"folds written: {out} (train on them with output_root={out.parent.parent})"
+              if args.out else f"folds written: {out} (train on them with output_root={LOAO_ROOT})")
+        return
     out = make_folds(args.data, k=args.k, seed=args.seed, out=args.out, check_audio=not args.no_audio_check)
     print(f"folds written: {out}")
 
@@ -249,11 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_probe)
 
-    p = sub.add_parser("folds", help="write folds/<dataset>/folds.csv (StratifiedGroupKFold)")
+    p = sub.add_parser("folds", help="write folds/<dataset>/folds.csv (StratifiedGroupKFold), or leave-one-attack-out folds")
     p.add_argument("--data", required=True)
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output CSV (default folds/<dataset>/folds.csv)")
+    p.add_argument("--by", choices=("group", "attack"), default="group",
+                   help="attack: each fold's training part also leaves out the attacks it holds out "
+                        "(written to folds_loao/<dataset>/folds.csv)")
+    p.add_argument("--out", help="output CSV (default folds/<dataset>/folds.csv; folds_loao/... with --by attack)")
     p.add_argument("--no-audio-check", action="store_true", help="make folds without the audio (no check)")
     p.set_defaults(func=_cmd_folds)
 
@@ -283,11 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=5 model.reduction=4")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("embed", help="cache a frozen Whisper encoder's hidden states for a data set (resumable)")
+    p = sub.add_parser("embed", help="cache a frozen encoder's hidden states for a data set (resumable)")
     p.add_argument("--data", required=True, help="mini, full or a data set folder")
-    p.add_argument("--model", default="whisper-base",
-                   help="an encoder (whisper-base, whisper-tiny.en, a local Whisper folder) or an experiment "
-                        "with an `embed` section (whisper_base_mhfa: its encoder and layers)")
+    p.add_argument("--model", "--encoder", dest="model", default="whisper-base",
+                   help="an encoder (whisper-base, whisper-tiny.en, a local Whisper, wav2vec2, hubert, wavlm or "
+                        "data2vec-audio folder) or an experiment with an `embed` section (whisper_base_mhfa)")
     p.add_argument("--layers", help="hidden states to keep: all, 0-5 or 0,2,4 (0 = the first layer's input)")
     p.add_argument("--out", help="cache folder (default folds/<dataset>/_embeddings/<encoder>)")
     p.add_argument("--output-root", default="folds")

@@ -97,3 +97,94 @@ def make_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path 
     out = Path(out) if out else folds_csv(OUTPUT_ROOT, data_dir.resolve().name)
     write_csv_atomic(table, out)
     return out
+
+
+# ---- leave-one-attack-out folds ------------------------------------------------------------
+
+LOAO_ROOT = "folds_loao"  # output root of runs on leave-one-attack-out folds (`output_root=folds_loao`)
+
+
+def _attacks_of(df: pd.DataFrame) -> pd.Series:
+    """Each row's attacks (a list; empty for bona fide rows)."""
+    return df["attack"].fillna("bonafide").astype(str).str.split("+").map(
+        lambda names: sorted(n for n in names if n and n != "bonafide"))
+
+
+def hold_out_attacks(df: pd.DataFrame, k: int) -> list[list[str]]:
+    """Which attacks each fold holds out: every fold at least one, neural attacks (the
+    `generation` column) spread one per fold first, then the rest greedily to the fold with the
+    fewest held-out spoofs, so every fold loses a similar share of its training spoofs."""
+    attacks = _attacks_of(df)
+    counts = pd.Series([a for names in attacks for a in names]).value_counts()
+    if len(counts) < k:
+        raise ManifestError(f"{k} leave-one-attack-out folds need at least {k} attacks; the training split has "
+                            f"{len(counts)} ({', '.join(counts.index)}): use --k {max(2, len(counts))}")
+    neural = set()
+    if "generation" in df.columns:
+        single = attacks.map(len) == 1
+        neural = {names[0] for names, gen in zip(attacks[single], df["generation"][single]) if gen == "neural"}
+    order = sorted(counts.index, key=lambda a: (a not in neural, -counts[a], a))
+    held, load, n_neural = [[] for _ in range(k)], np.zeros(k), np.zeros(k)
+    for attack in order:
+        key = [(n_neural[f], load[f], f) for f in range(k)] if attack in neural else [(load[f], f) for f in range(k)]
+        fold = min(key)[-1]
+        held[fold].append(attack)
+        load[fold] += counts[attack]
+        n_neural[fold] += attack in neural
+    return held
+
+
+def attack_folds(df: pd.DataFrame, k: int = 5, seed: int = 0) -> tuple[pd.DataFrame, list[list[str]]]:
+    """Leave-one-attack-out folds with speakers still grouped.
+
+    A row's `fold` is its group's fold, as in the default folds: it is scored out of fold once.
+    Fold f's training part further leaves out every clip that touches an attack fold f holds out
+    (`exclude` lists those folds), so its validation part holds attacks its model never saw:
+    `held_out` marks those OOF rows, and the stacker, calibration and model selection can learn
+    how a detector fares on an unseen attack.
+    """
+    folds = assign_folds(df, k, seed)
+    held = hold_out_attacks(df, k)
+    fold_of_attack = {a: f for f, names in enumerate(held) for a in names}
+    touched = [{fold_of_attack[a] for a in names} for names in _attacks_of(df)]
+    exclude = [";".join(str(f) for f in sorted(t - {own})) for t, own in zip(touched, folds)]
+    held_out = [int(own in t) for t, own in zip(touched, folds)]
+    table = pd.DataFrame({"utt_id": df["utt_id"], "fold": folds, "label": df["label"], "group": fold_groups(df),
+                          "exclude": exclude, "held_out": held_out})
+    for f in range(k):
+        if not table.held_out[table.fold == f].any():
+            raise ManifestError(f"leave-one-attack-out fold {f}: its validation part has no clip of its held-out "
+                                f"attacks {held[f]}; try another --seed or fewer folds")
+    return table, held
+
+
+def make_attack_folds(data_dir: str | Path, k: int = 5, seed: int = 0, out: str | Path | None = None) -> Path:
+    """Write folds.csv with `exclude` / `held_out` columns, and folds.json naming each fold's
+    held-out attacks. Default output: folds_loao/<data set folder name>/folds.csv, so runs on
+    them (`output_root=folds_loao`) never mix with runs on the default folds."""
+    from antispoof.utils import write_json_atomic
+
+    data_dir = Path(data_dir)
+    csv_path = data_dir / "train.csv"
+    df = read_manifest(csv_path, "train", check_files=False)
+    if "attack" not in df.columns:
+        raise ManifestError(f"{csv_path}: leave-one-attack-out folds need an `attack` column")
+    try:
+        table, held = attack_folds(df, k, seed)
+    except ManifestError as err:
+        raise ManifestError(f"{csv_path}: {err}") from None
+    out = Path(out) if out else folds_csv(LOAO_ROOT, data_dir.resolve().name)
+    write_csv_atomic(table, out)
+    write_json_atomic(out.with_suffix(".json"), {"by": "attack", "k": k, "seed": seed,
+                                                 "held_out": {str(f): names for f, names in enumerate(held)}})
+    return out
+
+
+def training_mask(folds: pd.DataFrame, fold: int) -> np.ndarray:
+    """Rows of folds.csv in fold `fold`'s training part: other folds' rows, less those whose
+    `exclude` names this fold (leave-one-attack-out folds)."""
+    mask = folds["fold"].to_numpy() != fold
+    if "exclude" in folds.columns:
+        excluded = folds["exclude"].fillna("").astype(str).str.split(";").map(lambda fs: str(fold) in fs)
+        mask &= ~excluded.to_numpy(bool)
+    return mask

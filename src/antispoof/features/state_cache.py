@@ -4,7 +4,8 @@ Training a small head on a frozen encoder costs seconds per epoch once the encod
 encoder itself is the expensive part, so it runs once (`antispoof embed`) and its states are kept:
 
     <root>/                          (folds/<dataset>/_embeddings/<encoder>/ by default)
-        meta.json                    encoder, weights and data-set fingerprints, layers, dim, dtype
+        meta.json                    encoder (name, type, folder, layers), weights and data-set
+                                     fingerprints, cached layers, dim, dtype, frame hop
         shard_00000.npy              [frames, layers, dim] float16: the clips of one encoder batch,
                                      one after another on the 20 ms grid
         shard_00000.csv              utt_id, start, frames of those clips; written after its .npy,
@@ -31,7 +32,7 @@ from antispoof.schema import ManifestError
 from antispoof.utils import atomic_path, write_csv_atomic, write_json_atomic
 
 META = "meta.json"
-FRAME_HOP_S = 0.02    # one encoder frame per 20 ms
+FRAME_HOP_S = 0.02    # one encoder frame per 20 ms (Whisper, wav2vec 2.0 and its kin alike)
 DTYPE = "float16"
 # what must agree between a cache and the run that wants to use (or extend) it
 IDENTITY = ("encoder", "weights_sha256", "dataset_sha256", "dim", "dtype", "max_seconds")
@@ -85,6 +86,8 @@ class StateCache:
         if not meta.is_file():
             raise CacheError(f"{self.root}: no state cache here ({META} missing); run `antispoof embed` first")
         self.meta = json.loads(meta.read_text())
+        if float(self.meta.get("hop_s", FRAME_HOP_S)) != FRAME_HOP_S:  # labels are fitted 2 per frame
+            raise CacheError(f"{self.root}: frames every {self.meta['hop_s']} s; the heads read {FRAME_HOP_S} s frames")
         self.index = read_index(self.root)
         self._where = dict(zip(self.index.index, zip(self.index.shard, self.index.start, self.index.frames)))
         self._shards: dict[int, np.ndarray] = {}

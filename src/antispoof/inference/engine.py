@@ -11,7 +11,8 @@ set) overlapping by
 file's time grid (`stitch`). Window starts are whole multiples of the coarsest segment hop of the
 models involved, so every model's segments of every window fall on one grid.
 
-Heads on a frozen encoder (input_key "states") were trained and tested on cached hidden states;
+Heads on a frozen encoder (input_key "states": Whisper or a local wav2vec 2.0 / HuBERT / WavLM /
+data2vec-audio folder, models.encoders) were trained and tested on cached hidden states;
 here the states are computed live by the same code that fills the cache (embed.frozen_encoder,
 embed.encode_clips: the same encoder, layers, 15 s chunks with padding masked, fp16 rounding), once
 per window for every experiment sharing that encoder. Batches differ from the cache's, so a rare
@@ -154,16 +155,13 @@ def _precision(setting: str, device: torch.device) -> str:
 def _encoder_spec(cfg: DictConfig) -> tuple[str, tuple[int, ...], float]:
     """(encoder, hidden-state indices, chunk seconds) a frozen head was trained on: the layers
     its cache served it (embed.chosen_layers of `embed.layers`, checked against the head's size)."""
-    from transformers import WhisperConfig
-
     from antispoof.inference.states import chosen_layers
-    from antispoof.models.whisper_weights import resolve_weights
+    from antispoof.models.encoders import encoder_info
 
     e = cfg.embed
-    whisper = WhisperConfig.from_pretrained(resolve_weights(e.encoder))
     layers = e.get("layers")
     layers = OmegaConf.to_container(layers) if OmegaConf.is_config(layers) else layers
-    chosen = chosen_layers(str(layers) if isinstance(layers, int) else layers, whisper.encoder_layers + 1)
+    chosen = chosen_layers(str(layers) if isinstance(layers, int) else layers, encoder_info(e.encoder).n_states)
     if len(chosen) != int(cfg.model.n_states):
         raise ConfigError(f"{cfg.experiment}: the head reads {cfg.model.n_states} states, embed.layers gives "
                          f"{len(chosen)}; set embed.layers in its config.yaml to the cache's layers")

@@ -1,9 +1,14 @@
-"""`antispoof embed`: run a frozen Whisper encoder once over a data set and cache its hidden states.
+"""`antispoof embed`: run a frozen encoder once over a data set and cache its hidden states.
 
     antispoof embed --data data/spoofbench-mini --model whisper-base [--layers 0,1,2,3,4,5]
+    antispoof embed --data data/spoofbench-mini --encoder /path/to/wavlm-base-plus   # any local SSL folder
 
-Every clip of train and test is encoded (chunks of `max_seconds`, padding masked out, so a
-clip's states do not depend on its batch), the chosen hidden states are stored fp16 on the
+The encoder is Whisper (a known name, a CTranslate2 or transformers Whisper folder) or a local
+transformers folder of wav2vec 2.0, HuBERT, WavLM or data2vec-audio (models.encoders, by its
+config.json's model_type); both give hidden states on the same 20 ms grid.
+
+Every clip of train and test is encoded (chunks of `max_seconds`, padding masked out, or none at
+all for an encoder it would reach: a clip's states do not depend on its batch), the chosen hidden states are stored fp16 on the
 20 ms grid in a features.state_cache folder, one shard per encoder batch. Batches are cut by
 length (clips sorted by duration, `batch_seconds` of audio each) so padding costs little. A
 killed run resumes after its last complete shard; a cache of other weights, another version of
@@ -35,16 +40,18 @@ from antispoof.features.state_cache import (FRAME_HOP_S, META, CacheError, datas
                                             weights_fingerprint, write_shard)
 from antispoof.features.state_dataset import view_id
 from antispoof.locks import output_lock
-from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
-from antispoof.models.whisper_weights import MODELS_DIR, resolve_weights
+from antispoof.models.encoders import EncoderInfo, encoder_info
+from antispoof.models.encoders import frozen_encoder as load_frozen_encoder
+from antispoof.models.ssl_encoder import SSLEncoder
+from antispoof.models.whisper_detector import WhisperDetector
+from antispoof.models.whisper_weights import MODELS_DIR
 from antispoof.utils import rng_for
 
 
-def frozen_encoder(encoder: str, max_seconds: float = 15.0, models_dir: str = str(MODELS_DIR)) -> WhisperDetector:
-    """The Whisper encoder in eval mode, padding masked (its detector heads are unused)."""
-    config = WhisperDetectorConfig(pretrained=encoder, models_dir=models_dir, max_seconds=max_seconds,
-                                   pad_to="batch", apply_spec_augment=False)
-    return WhisperDetector(config).eval()
+def frozen_encoder(encoder: str, max_seconds: float = 15.0,
+                   models_dir: str = str(MODELS_DIR)) -> WhisperDetector | SSLEncoder:
+    """The encoder `embed.encoder` names (Whisper or self-supervised), in eval mode, padding masked."""
+    return load_frozen_encoder(encoder, max_seconds, models_dir)
 
 
 def chosen_layers(layers, n_states: int) -> list[int]:
@@ -78,7 +85,7 @@ def length_batches(durations: np.ndarray, batch_seconds: float) -> list[list[int
 
 
 @torch.inference_mode()
-def encode_clips(model: WhisperDetector, waves: list[np.ndarray], layers: list[int], device) -> list[np.ndarray]:
+def encode_clips(model: WhisperDetector | SSLEncoder, waves: list[np.ndarray], layers: list[int], device) -> list[np.ndarray]:
     """Waveforms -> each clip's [frames, len(layers), D] float16 states."""
     tensors = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in waves]
     wave = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device)
@@ -101,16 +108,18 @@ def clips_to_embed(data_dir: Path, views: int) -> pd.DataFrame:
     return clips
 
 
-def cache_meta(checkpoint: Path, encoder: str, data_dir: Path, layers, max_seconds: float, views: int) -> dict:
-    """What a cache is made of: the fingerprints and settings open_for_writing compares, read off
-    the checkpoint's config and files (no model is built for it)."""
-    from transformers import WhisperConfig
-
-    whisper = WhisperConfig.from_pretrained(checkpoint)
-    return {"encoder": str(encoder), "weights_sha256": weights_fingerprint(checkpoint),
+def cache_meta(info: EncoderInfo, encoder: str, data_dir: Path, layers, max_seconds: float, views: int) -> dict:
+    """What a cache is made of: the fingerprints and settings open_for_writing compares, and what
+    the encoder is (type, folder, layers, dim, frame hop), read off the checkpoint's config and
+    files (no model is built for it)."""
+    if info.hop_s != FRAME_HOP_S:  # the heads and the labels read the 20 ms grid
+        raise CacheError(f"{info.folder}: frames every {info.hop_s * 1000:g} ms; the state cache holds "
+                         f"{FRAME_HOP_S * 1000:g} ms frames")
+    return {"encoder": str(encoder), "encoder_type": info.kind, "encoder_folder": str(info.folder),
+            "encoder_layers": info.n_layers, "weights_sha256": weights_fingerprint(info.folder),
             "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir),
-            "layers": chosen_layers(layers, whisper.encoder_layers + 1), "dim": int(whisper.d_model),
-            "dtype": "float16", "hop_s": FRAME_HOP_S, "max_seconds": max_seconds, "views": views}
+            "layers": chosen_layers(layers, info.n_states), "dim": info.dim,
+            "dtype": "float16", "hop_s": info.hop_s, "max_seconds": max_seconds, "views": views}
 
 
 def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="all", root: str | Path | None = None,
@@ -129,7 +138,7 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     root = Path(root) if root else default_root(output_root, data_dir, encoder)
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
-    asked = cache_meta(resolve_weights(encoder, models_dir), encoder, data_dir, layers, max_seconds, views)
+    asked = cache_meta(encoder_info(encoder, models_dir), encoder, data_dir, layers, max_seconds, views)
     what = f"the {Path(str(encoder)).name} state cache"
     clips = clips_to_embed(data_dir, views)
     if shard is not None:

@@ -13,7 +13,10 @@ import numpy as np
 
 from antispoof.metrics.detection import binary_scores, bonafide_mask, compute_eer
 
-CONDITIONS = ("seen_attack", "unseen_attack", "partial", "concatenation", "unseen_language")
+# SpoofBench v3 splits whole-utterance spoofs by generation (seen_classical, seen_neural,
+# unseen_neural); v2 data sets and imports carry seen_attack / unseen_attack.
+CONDITIONS = ("seen_classical", "seen_neural", "seen_attack", "unseen_classical", "unseen_neural", "unseen_attack",
+              "partial", "concatenation", "unseen_language")
 BONAFIDE = "bonafide"
 
 

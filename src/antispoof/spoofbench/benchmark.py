@@ -31,25 +31,27 @@ from antispoof.data.layout import check_free, is_free, staging_dir, swap_in, wri
 from antispoof.data.sounds import noise_beds
 from antispoof.locks import output_lock
 from antispoof.spoofbench import sources as src
-from antispoof.spoofbench.attacks import ATTACKS, SynthesisError, check_tools
-from antispoof.spoofbench.plan import ClipPlan, condition_of, configured_attacks, make_plan
+from antispoof.spoofbench.attacks import ATTACKS, SynthesisError, check_tools, set_render_cache
+from antispoof.spoofbench.plan import ClipPlan, condition_of, configured_attacks, generation_of, make_plan
 from antispoof.spoofbench.render import Renderer, segment_labels
 from antispoof.spoofbench.utterances import join_utterances
 from antispoof.utils import write_json_atomic
 
 # Bump when planning or rendering changes what a configuration produces: finished work of older
-# builds is then redone. 3 = SpoofBench v2 (utterances, word-level partial spoofs, channel profiles).
-BUILDER_VERSION = 3
+# builds is then redone. 3 = SpoofBench v2 (utterances, word-level partial spoofs, channel profiles);
+# 4 = v3 (neural attacks, weighted attack draws, a generation column).
+BUILDER_VERSION = 4
 
 
 def _row(plan: ClipPlan, duration: float, segments: np.ndarray) -> dict:
     first = plan.pieces[0].source
     languages = sorted({p.source.language for p in plan.pieces})
     channel = plan.channel
+    attack = "+".join(plan.attacks) or "bonafide"
     return {
         "utt_id": plan.utt_id, "path": f"audio/{plan.utt_id}.flac", "duration": round(duration, 4),
         "label": plan.label, "split": plan.split, "kind": plan.kind,
-        "attack": "+".join(plan.attacks) or "bonafide", "language": "+".join(languages),
+        "attack": attack, "generation": generation_of(attack), "language": "+".join(languages),
         "speaker": plan.group, "group": plan.group, "source": first.corpus,
         "spoof_share": round(float(1 - segments.mean()), 4), "channel": f"{channel['profile']}/{channel['codec']}",
     }
@@ -58,7 +60,7 @@ def _row(plan: ClipPlan, duration: float, segments: np.ndarray) -> dict:
 _WORKER: Renderer | None = None
 
 
-def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str]):
+def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str], render_cache: str | None):
     """A render worker. It leaves Ctrl-C to the parent (it reaches the whole process group), which
     stops the pool; SIGTERM (the pool stopping, or a scheduler) ends it at once, as by default: no
     Python clean-up runs in a worker that may hold the pool's locks. A write it had in flight leaves
@@ -67,6 +69,7 @@ def _init_worker(cfg_yaml: str, audio_dir: str, beds: list[str]):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler, inherited through fork
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    set_render_cache(render_cache)
     _WORKER = Renderer(OmegaConf.create(cfg_yaml), Path(audio_dir), beds)
 
 
@@ -112,7 +115,7 @@ def _cost(family: list[ClipPlan]) -> float:
 
 
 def _plan_hash(cfg: DictConfig) -> str:
-    keys = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("probe", "out_dir")}
+    keys = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("probe", "out_dir", "render_cache")}
     keys["builder_version"] = BUILDER_VERSION
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -131,7 +134,8 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
     if len(todo) < len(families):
         print(f"resuming: {len(families) - len(todo)} of {len(families)} families already rendered")
     workers = workers or os.cpu_count() or 1
-    init = (OmegaConf.to_yaml(cfg), str(out_dir / "audio"), beds)
+    cache = cfg.get("render_cache")
+    init = (OmegaConf.to_yaml(cfg), str(out_dir / "audio"), beds, str(cache) if cache else None)
     # Costliest families first keeps the pool busy to the end.
     todo.sort(key=lambda t: -_cost(t[1]))
     if todo:
@@ -152,7 +156,7 @@ def render_all(families, cfg: DictConfig, out_dir: Path, beds: list[str], worker
 # ---- assemble ------------------------------------------------------------------------------
 
 # Metadata columns of train.csv and solution.csv (data/layout.py writes the data set files).
-METADATA = ["attack", "kind", "condition", "language", "speaker", "group", "source", "spoof_share", "channel"]
+METADATA = ["attack", "kind", "generation", "condition", "language", "speaker", "group", "source", "spoof_share", "channel"]
 
 
 def add_conditions(rows: list[dict], unseen_attacks) -> list[dict]:

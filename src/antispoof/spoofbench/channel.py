@@ -4,7 +4,8 @@ Real recordings carry traces of their channel (telephone band, Ogg, G.722) that 
 speech lacks; a detector trained on raw sources learns the channel instead of the spoof.
 Every clip therefore goes through: background noise at a random SNR -> band limit (telephone
 8 kHz resampling or a random band-pass, which also removes DC offsets) -> an optional soft
-limiter -> a lossy codec -> a random level. Four profiles span hard to easy channels (see
+limiter -> a crest-factor limiter (its target drawn for every clip from one range) -> a lossy
+codec -> DC removal -> a random level. Four profiles span hard to easy channels (see
 PROFILES); each class gets the same share of each. The codec output
 is re-aligned to its input, so the 10 ms segment labels stay exact.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 from antispoof.data.audio import SR, read_audio, resample, set_level
 from antispoof.data.signal import (FULL_BAND_CODECS, NARROWBAND_CODECS, WIDEBAND_CODECS, add_noise, band_pass,
-                                    codec_roundtrip, colored_noise, soft_limit)
+                                    codec_roundtrip, colored_noise, limit_crest, soft_limit)
 
 NOISE_KINDS = ("white", "pink", "brown", "music")
 # Channel profiles from hard to easy: a telephone line, a band-limited wideband channel, a clean
@@ -40,6 +41,7 @@ class ChannelSpec:
     limiter_percentile: float  # soft-limit peaks above this percentile of |x|; 100 = off
     level_db: float
     seed: int
+    crest_db: float = 99.0     # peak-to-RMS ceiling of the crest limiter (99: off, SpoofBench v2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +73,7 @@ def draw_channel(rng: np.random.Generator, profile: str, cfg) -> ChannelSpec:
         limiter_percentile=float(rng.uniform(99.0, 99.9) if rng.random() < cfg.limiter_prob else 100.0),
         level_db=float(rng.uniform(cfg.level_min_db, cfg.level_max_db)),
         seed=int(rng.integers(2**31)),
+        crest_db=float(rng.uniform(*cfg.crest_db)) if cfg.get("crest_db") else 99.0,
     )
 
 
@@ -97,5 +100,6 @@ def apply_channel(wave: np.ndarray, spec: ChannelSpec, noise_beds: list[str]) ->
         x = np.resize(resample(resample(x, SR, 8000), 8000, SR), len(wave))
     x = band_pass(x, spec.highpass_hz, spec.cutoff_hz)
     x = soft_limit(x, spec.limiter_percentile)
+    x = limit_crest(x, spec.crest_db)
     x = codec_roundtrip(x, spec.codec, spec.kbps)
-    return set_level(x, spec.level_db)
+    return set_level(x - x.mean(), spec.level_db)

@@ -74,13 +74,34 @@ def select_per_speaker(items: list[Utterance], limit: int | None, seed: int, key
     return chosen
 
 
+def pick_attack(names, cfg: DictConfig, rng) -> str:
+    """One of `names`: a neural one with chance `attacks.neural_share` (where both generations
+    are among them), then uniformly within the generation. Drawing the generation first keeps
+    the neural share the same in every language, whichever classical voices speak it. The share
+    is one number or one per kind ({tts: .., vocoder: ..})."""
+    names = list(names)
+    neural = [n for n in names if ATTACKS[n].generation == "neural"]
+    classical = [n for n in names if n not in neural]
+    share = cfg.attacks.get("neural_share", 0.0) or 0.0
+    if isinstance(share, (dict, DictConfig)):
+        share = share.get(ATTACKS[names[0]].kind, 0.0)
+    share = float(share)
+    if neural and classical:
+        names = neural if rng.random() < share else classical
+    return str(names[rng.integers(len(names))])
+
+
 def _tts_for(language: str, split: str, cfg: DictConfig, rng) -> str | None:
     """A TTS system for a language; the unseen attacks only ever speak in the test split."""
     unseen = [a for a in cfg.attacks.unseen if TTS_SYSTEMS[a].supports(language)]
     if split == "test" and unseen and rng.random() < cfg.attacks.unseen_share:
-        return str(rng.choice(unseen))
+        return pick_attack(unseen, cfg, rng)
     seen = [a for a in cfg.attacks.tts if TTS_SYSTEMS[a].supports(language)]
-    return str(rng.choice(seen)) if seen else None
+    return pick_attack(seen, cfg, rng) if seen else None
+
+
+def _vocoder(cfg: DictConfig, rng) -> str:
+    return pick_attack(list(cfg.attacks.vocoders), cfg, rng)
 
 
 def _partial_attack(utt: Utterance, split: str, cfg: DictConfig, rng) -> str:
@@ -89,7 +110,7 @@ def _partial_attack(utt: Utterance, split: str, cfg: DictConfig, rng) -> str:
         system = _tts_for(utt.language, split, cfg, rng)
         if system:
             return system
-    return str(rng.choice(cfg.attacks.vocoders))
+    return _vocoder(cfg, rng)
 
 
 def _family_plans(utt: Utterance, split: str, cfg: DictConfig) -> list[ClipPlan]:
@@ -102,7 +123,7 @@ def _family_plans(utt: Utterance, split: str, cfg: DictConfig) -> list[ClipPlan]
     if tts and rng.random() < p.tts:
         plans.append(make("tts", [Piece(utt, tts)], "spoof"))
     if rng.random() < p.vocoder:
-        plans.append(make("vocoder", [Piece(utt, str(rng.choice(cfg.attacks.vocoders)))], "spoof"))
+        plans.append(make("vocoder", [Piece(utt, _vocoder(cfg, rng))], "spoof"))
     if rng.random() < p.partial:
         plans.append(make("partial", [Piece(utt), Piece(utt, _partial_attack(utt, split, cfg, rng))], "spoof"))
     return plans
@@ -123,14 +144,14 @@ def _concat_plan(host: list[Utterance], split: str, cfg: DictConfig, texts: list
         if all_bonafide or rng.random() >= c.spoof_piece_prob:
             pieces.append(Piece(utt))
         elif rng.random() < 0.5 or not texts:
-            pieces.append(Piece(utt, str(rng.choice(cfg.attacks.vocoders))))
+            pieces.append(Piece(utt, _vocoder(cfg, rng)))
         else:
             other = texts[rng.integers(len(texts))] if rng.random() < c.foreign_text_prob else utt
             other = other if other.text else utt
             system = _tts_for(other.language, split, cfg, rng) if other.text else None
             pieces.append(Piece(other, system) if system else Piece(utt, "voc_world"))
     if not all_bonafide and all(p.attack == "bonafide" for p in pieces):
-        pieces[rng.integers(len(pieces))].attack = str(rng.choice(cfg.attacks.vocoders))
+        pieces[rng.integers(len(pieces))].attack = _vocoder(cfg, rng)
     label = "bonafide" if all(p.attack == "bonafide" for p in pieces) else "spoof"
     return ClipPlan(_utt_id(cfg.seed, f"concat/{key}"), split, "concat", pieces, label, host[0].speaker)
 
@@ -225,9 +246,17 @@ def make_plan(cfg: DictConfig, utterances: list[Utterance]) -> list[list[ClipPla
     return families
 
 
+def generation_of(attack: str) -> str:
+    """`bonafide`, or the generations (classical / neural) of a clip's attacks, '+'-joined."""
+    names = [a for a in attack.split("+") if a != "bonafide"]
+    return "+".join(sorted({ATTACKS[a].generation for a in names})) or BONAFIDE
+
+
 def condition_of(language: str, label: str, kind: str, attack: str, train_languages: set[str],
                  unseen_attacks: set[str]) -> str:
-    """The condition of one clip (`antispoof.metrics.conditions`); bona fide clips of seen languages: `bonafide`."""
+    """The condition of one clip (`antispoof.metrics.conditions`); bona fide clips of seen languages:
+    `bonafide`. Whole-utterance spoofs are `seen_` or `unseen_` + their attack's generation
+    (seen_classical, seen_neural, unseen_neural), so no table mixes 1990s synthesis with neural speech."""
     if any(lang not in train_languages for lang in language.split("+")):
         return "unseen_language"
     if label == "bonafide":
@@ -236,7 +265,8 @@ def condition_of(language: str, label: str, kind: str, attack: str, train_langua
         return "partial"
     if kind == "concat":
         return "concatenation"
-    return "unseen_attack" if set(attack.split("+")) & unseen_attacks else "seen_attack"
+    seen = "unseen" if set(attack.split("+")) & unseen_attacks else "seen"
+    return f"{seen}_{generation_of(attack)}"
 
 
 def region_lengths(segments: np.ndarray, hop_s: float) -> list[float]:
@@ -246,4 +276,4 @@ def region_lengths(segments: np.ndarray, hop_s: float) -> list[float]:
     return ((edges[1::2] - edges[::2]) * hop_s).round(3).tolist()
 
 
-__all__ = ["ClipPlan", "Piece", "make_plan", "condition_of", "assign_channels"]
+__all__ = ["ClipPlan", "Piece", "make_plan", "condition_of", "generation_of", "assign_channels", "pick_attack"]

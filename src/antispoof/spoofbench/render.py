@@ -22,6 +22,18 @@ from antispoof.schema import pool_labels
 from antispoof.utils import rng_for
 
 LEVEL_DB = -26.0
+TWIN_MARGIN_S = 0.25  # context a vocoder hears on either side of a region it replaces
+
+
+def _merge(spans, gap: int) -> list[tuple[int, int]]:
+    """Sample spans joined where fewer than `gap` samples part them."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] < gap:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
 
 
 def choose_units(lengths: list[int], rng: np.random.Generator, max_regions: int,
@@ -106,10 +118,24 @@ class Renderer:
         c = self.cfg.partial
         chosen = choose_units([b - a for a, b in units], rng, c.max_regions, tuple(c.share))
         if attack in VOCODERS:
-            return self._replace_by_twin(base, [units[i] for i in chosen], self.piece(plan.pieces[1], plan.utt_id))
+            spans = [units[i] for i in chosen]
+            return self._replace_by_twin(base, spans, self._twin(base, spans, plan.pieces[1], plan.utt_id))
         if not joined:  # planned on several recordings, but only one fitted the length limit
             raise AudioError(f"{utt.first.path}: too long to join, no words for {attack} to replace")
         return self._replace_by_tts(base, units, chosen, utt, attack, rng)
+
+    def _twin(self, base: np.ndarray, spans, piece: Piece, key: str) -> np.ndarray:
+        """The vocoded twin where the partial spoof needs it: each run of replaced units with
+        TWIN_MARGIN_S of context on either side is re-synthesised on its own (the vocoder never
+        sees the rest, whose output the crossfade would discard), so a neural vocoder costs a
+        partial spoof its spoofed share rather than the whole utterance."""
+        rng = rng_for(self.cfg.seed, "piece", key, piece.source.key, piece.attack)
+        margin = int(TWIN_MARGIN_S * SR)
+        twin = np.zeros(len(base), dtype=np.float32)
+        for start, end in _merge(spans, 2 * margin):
+            a, b = max(0, start - margin), min(len(base), end + margin)
+            twin[a:b] = VOCODERS[piece.attack](base[a:b], rng)
+        return twin
 
     def _replace_by_twin(self, base, spans, twin) -> tuple[np.ndarray, np.ndarray]:
         """Cross-fade into the vocoded twin over each span; the fades count as spoof."""

@@ -17,7 +17,7 @@ from antispoof.augment import wave_augmenter
 from antispoof.config import load_config
 from antispoof.data.clip_check import CHECK_CACHE, ClipLimits, bad_clips_message, check_clips
 from antispoof.data.dataset import ClipDataset, LengthGroupedBatchSampler, collate, speaker_names
-from antispoof.data.folds import make_folds
+from antispoof.data.folds import make_folds, training_mask
 from antispoof.data.manifest import load_segments, load_split
 from antispoof.features.state_cache import StateCache
 from antispoof.features.state_dataset import StateDataset, collate_states
@@ -43,14 +43,16 @@ class FoldData:
         train, self.skipped = usable_clips(load_split(data_dir, "train"), cfg, data_dir / "train.csv")
         if not folds_path.exists():
             make_folds(data_dir, k=cfg.data.folds, seed=cfg.data.fold_seed, out=folds_path)
-        folds = pd.read_csv(folds_path, dtype={"utt_id": str}).set_index("utt_id")["fold"]
+        folds = pd.read_csv(folds_path, dtype={"utt_id": str, "exclude": str}).set_index("utt_id")
         missing = set(train.utt_id) - set(folds.index)
         if missing:
             raise ManifestError(f"{folds_path}: {len(missing)} training clips have no fold (stale file?); delete it")
-        if fold not in set(folds):
-            raise ManifestError(f"{folds_path}: there is no fold {fold} (folds: {sorted(set(folds))})")
-        in_fold = train.utt_id.map(folds).to_numpy() == fold
-        self.train, self.valid = train[~in_fold], train[in_fold]
+        if fold not in set(folds["fold"]):
+            raise ManifestError(f"{folds_path}: there is no fold {fold} (folds: {sorted(set(folds['fold']))})")
+        rows = folds.loc[train.utt_id]
+        in_fold = rows["fold"].to_numpy() == fold
+        # Leave-one-attack-out folds also keep this fold's held-out attacks out of its training part.
+        self.train, self.valid = train[training_mask(rows, fold)], train[in_fold]
         self.segments = load_segments(data_dir / "train_segments.npz", train)
         test, _ = usable_clips(load_split(data_dir, "test"), cfg, data_dir / "test.csv", test=True)
         # The model and test.parquet never see hidden labels; they are joined only to score.

@@ -11,6 +11,11 @@ manual optimisation; a run with one (P2SGrad or cross-entropy, at most S1, whose
 the detector's Adam) keeps the automatic path. Each manual batch is a detector step (detector,
 centres, speaker classifier), then, with S2, the converter's step; neither moves the other's
 weights, and the converter's step leaves the detector's buffers (BatchNorm statistics) as they were.
+
+Sharpness-aware minimisation (`optim.sam`, train/sam.py) also takes the manual path: the detector's
+step is two forward-backward passes on the batch, the second at the perturbed weights, and the
+detector's optimisers (detector, centres, speaker classifier) step from the restored weights with
+the second gradient. Clipping and learning-rate halving are as without it.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from antispoof.models.common import centre_parameters
 from antispoof.models.detector import Detector
 from antispoof.models.factory import build_model
 from antispoof.train.data import augment_config
+from antispoof.train.sam import SAM, SAMConfig, running_statistics_kept
 
 AUX_LOSSES = ("reconstruction", "conversion", "speaker")  # logged as train_loss_<name>, unweighted
 
@@ -53,7 +59,8 @@ class DetectorModule(L.LightningModule):
         self.aux = (AuxTasks(self.aux_config, self.model.embedding_dim, self.model.feature_dim)
                     if self.aux_config.active else None)
         self.centres = centre_parameters(self.model)
-        self.automatic_optimization = len(self.optimiser_names) == 1
+        self.sam = SAMConfig.from_options(cfg.optim.get("sam"))
+        self.automatic_optimization = len(self.optimiser_names) == 1 and not self.sam.enabled
         self._batches = 0  # training batches done under manual optimisation (global_step counts every step)
 
     @property
@@ -159,14 +166,48 @@ class DetectorModule(L.LightningModule):
         _zero_grad(optimisers)
         losses, context = self._training_losses(batch)
         self.manual_backward(losses["total"])
-        clip = self.cfg.trainer.get("gradient_clip_val")
-        if clip:
-            self.clip_gradients(optimisers["detector"], gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        if self.sam.enabled:
+            self._sharpness_pass(batch, optimisers)
+        if not self._loss_scaled():  # with a loss scaler: once unscaled, in on_before_optimizer_step
+            self._clip(optimisers["detector"])
         for name in ("detector", "centre", "speaker"):
             if name in optimisers:
                 _step_if_gradients(optimisers[name])
         self._log_train(losses, len(batch["utt_id"]))
         return context
+
+    def _sharpness_pass(self, batch, optimisers: dict) -> None:
+        """SAM's second pass: the gradient at w + e replaces the first-pass one, and the weights
+        are back at w before any optimiser steps. BatchNorm statistics keep the first pass's update.
+        Under DDP Lightning re-arms the gradient sync for every manual_backward, so both gradients are
+        the ranks' mean: every rank takes the same ascent step and the same descent step."""
+        sam = SAM.from_config([getattr(optimisers[n], "optimizer", optimisers[n])
+                               for n in ("detector", "centre", "speaker") if n in optimisers], self.sam)
+        if not sam.perturb():
+            return
+        try:
+            with running_statistics_kept(self):
+                _zero_grad(optimisers)
+                losses, _ = self._training_losses(batch)
+                self.manual_backward(losses["total"])
+        finally:
+            sam.restore()
+        self.log("train_loss_perturbed", losses["total"].detach(), batch_size=len(batch["utt_id"]))
+
+    def _loss_scaled(self) -> bool:
+        """Whether a float16 loss scaler is active (its gradients stay scaled until the step)."""
+        return self._trainer is not None and getattr(self.trainer.precision_plugin, "scaler", None) is not None
+
+    def _clip(self, optimiser) -> None:
+        clip = self.cfg.trainer.get("gradient_clip_val")
+        if clip:
+            self.clip_gradients(optimiser, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+    def on_before_optimizer_step(self, optimizer):
+        """Manual optimisation under a loss scaler: Lightning has just unscaled the gradients, so
+        the detector's are clipped here (clipping the scaled ones would clip at clip x scale)."""
+        if not self.automatic_optimization and self._loss_scaled() and optimizer is self.trainer.optimizers[0]:
+            self._clip(optimizer)
 
     def _adversary_phase(self, context, optimisers: dict, size: int) -> None:
         """One step of the converter. The detector runs as it trains (dropout, batch statistics, as
@@ -219,7 +260,7 @@ class DetectorModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        if self.aux is None and not self.centres:
+        if self.automatic_optimization and self.aux is None and not self.centres:
             # A detector may split its weights into groups (Whisper: layer-wise lr decay, frozen layers).
             params = (self.model.param_groups(o.lr) if hasattr(self.model, "param_groups")
                       else [p for p in self.parameters() if p.requires_grad])

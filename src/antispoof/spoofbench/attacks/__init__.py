@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from shutil import which
 
-from antispoof.spoofbench.attacks import classical_tts, classical_vocoders, kokoro
-from antispoof.spoofbench.attacks.base import Attack, SynthesisError, TextToSpeech, Vocoder
+from antispoof.spoofbench.attacks import classical_tts, classical_vocoders, hifigan, kokoro, piper_vits
+from antispoof.spoofbench.attacks.base import Attack, SynthesisError, TextToSpeech, Vocoder, set_render_cache
 
-FAMILIES = (classical_tts, classical_vocoders, kokoro)
+FAMILIES = (classical_tts, classical_vocoders, piper_vits, hifigan, kokoro)
 
 ATTACKS: dict[str, Attack] = {attack.name: attack for family in FAMILIES for attack in family.ATTACKS}
 TTS_SYSTEMS: dict[str, TextToSpeech] = {n: a for n, a in ATTACKS.items() if a.kind == "tts"}
@@ -25,4 +25,5 @@ def check_tools(names=None) -> list[str]:
     return sorted(tool for tool in needed if which(tool) is None)
 
 
-__all__ = ["ATTACKS", "TTS_SYSTEMS", "VOCODERS", "FAMILIES", "Attack", "SynthesisError", "check_tools"]
+__all__ = ["ATTACKS", "TTS_SYSTEMS", "VOCODERS", "FAMILIES", "Attack", "SynthesisError", "check_tools",
+           "set_render_cache"]

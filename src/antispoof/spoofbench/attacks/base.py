@@ -8,6 +8,7 @@ synthesises at, its cost and the programs it calls. Every attack returns 16 kHz 
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from antispoof.data.audio import SR, resample, rms_db, set_level
+from antispoof.utils import atomic_path
 
 KINDS = ("tts", "vocoder")
 # Language code (as the sources tag them) -> espeak-ng voice: espeak-ng speaks these, and phonemises
@@ -28,6 +30,33 @@ ESPEAK_VOICES = {
     "pt": "pt", "sv": "sv", "fi": "fi", "gl": "es", "sl": "sl", "sr": "sr", "ga": "ga", "nn": "nb",
 }
 GENERATIONS = ("classical", "neural")
+_RENDER_CACHE: list[Path] = []  # the neural render cache of this process (set_render_cache)
+
+
+def set_render_cache(folder: str | Path | None) -> None:
+    """Keep every neural render under `folder` (None: no cache). Neural attacks cost 10-100x a
+    classical one, and their output is a pure function of their input (text, language and rate,
+    or the waveform), so a rebuild with other settings (seed, channel, shares) or after a
+    `--force` reuses them instead of running the networks again."""
+    _RENDER_CACHE.clear()
+    if folder is not None:
+        _RENDER_CACHE.append(Path(folder))
+
+
+def _cached(attack: "Attack", key: bytes, make: Callable[[], np.ndarray]) -> np.ndarray:
+    if attack.generation != "neural" or not _RENDER_CACHE:
+        return make()
+    digest = hashlib.sha256(attack.name.encode() + b"\0" + key).hexdigest()
+    path = _RENDER_CACHE[0] / attack.name / digest[:2] / f"{digest}.npy"
+    try:
+        return np.load(path)
+    except (OSError, ValueError):  # absent, or torn by a killed worker: render it (again)
+        pass
+    wave = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, wave.astype(np.float32))
+    return wave
 
 
 class SynthesisError(RuntimeError):
@@ -64,7 +93,9 @@ class TextToSpeech(Attack):
     def __call__(self, text: str, language: str, rng: np.random.Generator) -> np.ndarray:
         what = f"{self.name} ({language}) '{text[:40]}'"
         speed = float(rng.uniform(0.85, 1.15))
-        wave = self.speak(text.replace("+", ""), language, speed, rng, what)
+        text = text.replace("+", "")
+        wave = _cached(self, f"{text}\0{language}\0{speed:.6f}".encode(),
+                       lambda: self.speak(text, language, speed, rng, what))
         if len(wave) < SR // 20 or rms_db(wave) < -70:
             raise SynthesisError(f"{what}: silent or empty output")
         return wave
@@ -72,12 +103,14 @@ class TextToSpeech(Attack):
 
 @dataclass(frozen=True)
 class Vocoder(Attack):
-    """`resynthesise(wave, rng)` -> a wave of the input's length and loudness."""
+    """`resynthesise(wave, rng)` -> a wave of the input's length and loudness. A neural vocoder
+    must not draw from `rng`: its renders are cached by the input waveform alone."""
 
     resynthesise: Callable | None = None
 
     def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self.resynthesise(wave, rng)
+        wave = np.ascontiguousarray(wave, dtype=np.float32)
+        return _cached(self, wave.tobytes(), lambda: self.resynthesise(wave, rng))
 
 
 def run_tool(cmd: list[str], what: str, stdin: bytes | None = None) -> bytes:
@@ -85,6 +118,13 @@ def run_tool(cmd: list[str], what: str, stdin: bytes | None = None) -> bytes:
     if proc.returncode != 0:
         raise SynthesisError(f"{what}: {' '.join(cmd[:3])} failed: {proc.stderr.decode(errors='replace')[:200]}")
     return proc.stdout
+
+
+def espeak_ipa(text: str, language: str, what: str) -> str:
+    """espeak-ng's IPA for a text, clauses joined by spaces (what the neural TTS systems read).
+    The text goes through stdin: as an argument, one starting with a dash is taken for an option."""
+    out = run_tool(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICES[language], "--stdin"], what, stdin=text.encode())
+    return " ".join(out.decode().split())
 
 
 def wav_bytes(data: bytes, what: str) -> np.ndarray:

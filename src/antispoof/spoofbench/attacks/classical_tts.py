@@ -21,8 +21,8 @@ ESPEAK_VARIANTS = ("", "+m1", "+m3", "+m7", "+f1", "+f2", "+f4", "+klatt", "+cro
 def espeak(text: str, language: str, speed: float, rng: np.random.Generator, what: str) -> np.ndarray:
     voice = ESPEAK_VOICES[language] + ESPEAK_VARIANTS[rng.integers(len(ESPEAK_VARIANTS))]
     cmd = ["espeak-ng", "-v", voice, "-s", str(int(160 * speed)), "-p", str(int(rng.integers(30, 70))),
-           "--stdout", text]
-    return wav_bytes(run_tool(cmd, what), what)
+           "--stdout", "--stdin"]  # stdin: a text starting with a dash is not an option
+    return wav_bytes(run_tool(cmd, what, stdin=text.encode()), what)
 
 
 def flite(voice: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from antispoof.data.audio import resample
-from antispoof.spoofbench.attacks.base import ESPEAK_VOICES, SynthesisError, TextToSpeech, run_tool
+from antispoof.spoofbench.attacks.base import ESPEAK_VOICES, SynthesisError, TextToSpeech, espeak_ipa
 
 KOKORO_SR = 24000
 
@@ -58,8 +58,8 @@ def kokoro_synthesize(phonemes: str, voice: str, speed: float, what: str = "koko
 
 def kokoro(voice: str):
     def speak(text: str, language: str, speed: float, rng: np.random.Generator, what: str) -> np.ndarray:
-        phonemes = run_tool(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICES[language], text], what).decode()
-        return kokoro_synthesize(" ".join(phonemes.split()), voice, speed, what)
+        phonemes = espeak_ipa(text, language, what)
+        return kokoro_synthesize(phonemes, voice, speed, what)
     return speak
 
 

@@ -1,0 +1,83 @@
+"""Which frozen encoder a config's `embed.encoder` names, read off its folder's config.json.
+
+  whisper-base, whisper-tiny.en, a CTranslate2 folder or model.bin, or a transformers folder of
+  model_type "whisper"                          -> the Whisper encoder (whisper_weights, whisper_detector)
+  a transformers folder of model_type wav2vec2, hubert, wavlm or data2vec-audio -> ssl_encoder
+
+Both kinds give `hidden_states(wave, lengths, layers)` -> [B, M, layers, D] on the 20 ms grid, so
+the state cache, its heads and `antispoof predict` treat them alike; `encoder_info` says how many
+states there are and their size without building a model (what the cache's meta.json and the
+heads' n_states / dim are made of).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from antispoof.models.ctranslate2_format import WeightsError
+from antispoof.models.ssl_encoder import SAMPLE_RATE, SSL_TYPES, SSLEncoder, conv_geometry, model_type, ssl_config
+from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
+from antispoof.models.whisper_weights import MODELS_DIR, PRETRAINED, resolve_weights
+
+ENCODER_TYPES = ("whisper", *SSL_TYPES)
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a frozen encoder is, read off its checkpoint folder's config."""
+
+    kind: str        # one of ENCODER_TYPES
+    folder: Path     # the transformers checkpoint folder (a converted one for CTranslate2 Whisper)
+    n_layers: int    # transformer layers: hidden states 0 (the first layer's input) to n_layers
+    dim: int         # the size of every hidden state
+    hop_s: float     # seconds per frame
+
+    @property
+    def n_states(self) -> int:
+        return self.n_layers + 1
+
+
+def _is_whisper_source(name_or_path) -> bool:
+    """A known name or a CTranslate2 folder / model.bin: always Whisper (whisper_weights converts it)."""
+    path = Path(str(name_or_path))
+    return str(name_or_path) in PRETRAINED or path.is_file() or (path / "model.bin").is_file()
+
+
+def encoder_folder(name_or_path, models_dir: str | Path = MODELS_DIR) -> tuple[Path, str]:
+    """`embed.encoder` -> (transformers checkpoint folder, model type); one-line errors for a folder
+    without config.json or of a type no encoder here reads."""
+    if _is_whisper_source(name_or_path):
+        return resolve_weights(name_or_path, models_dir), "whisper"
+    path = Path(str(name_or_path))
+    if not path.is_dir():
+        resolve_weights(path, models_dir)  # says in one line what it is not
+    kind = model_type(path)
+    if kind not in ENCODER_TYPES:
+        raise WeightsError(f"{path}: model_type {kind!r} is not a supported encoder (supported: "
+                           f"{', '.join(ENCODER_TYPES)})")
+    return path, kind
+
+
+def encoder_info(name_or_path, models_dir: str | Path = MODELS_DIR) -> EncoderInfo:
+    """The encoder's kind, folder, layers, dim and frame hop, from its config alone."""
+    folder, kind = encoder_folder(name_or_path, models_dir)
+    if kind == "whisper":
+        from transformers import WhisperConfig
+
+        whisper = WhisperConfig.from_pretrained(folder)
+        return EncoderInfo(kind, folder, int(whisper.encoder_layers), int(whisper.d_model),
+                           WhisperDetector.segment_hop_s)
+    config = ssl_config(folder)
+    return EncoderInfo(kind, folder, int(config.num_hidden_layers), int(config.hidden_size),
+                       conv_geometry(config)[0] / SAMPLE_RATE)
+
+
+def frozen_encoder(name_or_path, max_seconds: float = 15.0,
+                   models_dir: str | Path = MODELS_DIR) -> WhisperDetector | SSLEncoder:
+    """The encoder in eval mode, padding masked out (Whisper's detector heads are unused)."""
+    folder, kind = encoder_folder(name_or_path, models_dir)
+    if kind != "whisper":
+        return SSLEncoder(folder, max_seconds).eval()
+    config = WhisperDetectorConfig(pretrained=str(name_or_path), models_dir=str(models_dir), max_seconds=max_seconds,
+                                   pad_to="batch", apply_spec_augment=False)
+    return WhisperDetector(config).eval()
