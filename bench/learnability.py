@@ -147,7 +147,8 @@ def main(argv=None) -> int:
                               ["bonafide"] * len(solution))
         rows.append({"layer": layer, "C": best[1], "cv EER %": 100 * best[0],
                      **{f"{k} %": 100 * v for k, v in by.items()}})
-    table = pd.DataFrame(rows).round(2)
+    table = pd.DataFrame(rows)
+    table = table.round({c: 2 for c in table.columns if c.endswith("%")})
     print(f"\n{name} on {data.name}: {args.classifier} (regularisation by {args.folds}-fold speaker-grouped CV); "
           f"test EER pooled and per condition ({', '.join(c for c in CONDITIONS if f'{c} %' in table)}), "
           f"{time.time() - started:.0f} s in all:\n")
@@ -161,4 +162,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from antispoof.schema import ManifestError
+
+    try:
+        sys.exit(main())
+    except ManifestError as err:  # a stale cache, a broken manifest: one line, naming the file
+        sys.exit(f"learnability: {err}")

@@ -88,3 +88,11 @@ def test_neural_share_of_the_attack_draw(share):
         counts = np.unique(classical, return_counts=True)[1]
         assert counts.min() > 0.8 * counts.max()
     assert pick_attack(["voc_world"], cfg, rng) == "voc_world"  # one generation only: it is drawn
+
+
+def test_a_hung_synthesizer_is_a_synthesis_error_not_a_crash():
+    """A tool that never answers leaves its clip out (SynthesisError) instead of killing a build."""
+    from antispoof.spoofbench.attacks.base import SynthesisError, run_tool
+
+    with pytest.raises(SynthesisError, match="gave no result within 1 s"):
+        run_tool(["sleep", "5"], "test sleeper", timeout=1)

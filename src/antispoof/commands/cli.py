@@ -36,45 +36,23 @@ def _cmd_probe(args):
 
 def _cmd_folds(args):
     from antispoof.config import data_dir
-    from antispoof.data.folds import LOAO_ROOT, make_attack_folds, make_folds
+    from antispoof.data.folds import make_attack_folds, make_folds
 
     args.data = data_dir(args.data)
     if args.by == "attack":
         out = make_attack_folds(args.data, k=args.k, seed=args.seed, out=args.out)
         held = json.loads(out.with_suffix(".json").read_text())["held_out"]
         print("\n".join(f"fold {f} holds out: {', '.join(names)}" for f, names in held.items()))
-        print(f"folds written: {out} (train on them with output_root={out.parent.parent})"
-              if args.out else f"folds written: {out} (train on them with output_root={LOAO_ROOT})")
+        print(f"folds written: {out} (train on them with output_root={out.parent.parent})")
         return
     out = make_folds(args.data, k=args.k, seed=args.seed, out=args.out, check_audio=not args.no_audio_check)
     print(f"folds written: {out}")
 
 
 def _cmd_check(args):
-    """Every clip of a data set through the audio check: one line per unusable clip, exit 1 if any."""
-    from dataclasses import replace
+    from antispoof.commands.check import check_dataset
 
-    from antispoof.config import data_dir
-    from antispoof.data.clip_check import check_clips, default_limits
-    from antispoof.data.manifest import load_split
-
-    limits = replace(default_limits(), **{k: v for k, v in (("min_seconds", args.min_seconds),
-                                                            ("max_seconds", args.max_seconds),
-                                                            ("silence_dbfs", args.silence_dbfs)) if v is not None})
-    root, n_bad, n_all = data_dir(args.data), 0, 0
-    for split in ("train", "test"):
-        if split == "test" and not (root / "test.csv").exists():
-            continue
-        table = load_split(root, split)
-        result = check_clips(table["audio"], limits, progress=f"checking {split}.csv")
-        for utt_id, problem in zip(table["utt_id"], result["problem"]):
-            if problem:
-                print(f"{split} {utt_id}: {problem}")
-        n_bad, n_all = n_bad + int((result["problem"] != "").sum()), n_all + len(table)
-    print(f"{root}: {n_all - n_bad} of {n_all} clips usable ({limits.min_seconds:g}-{limits.max_seconds:g} s, "
-          f"peak above {limits.silence_dbfs:g} dBFS, finite samples)")
-    if n_bad:
-        raise SystemExit(1)
+    check_dataset(args.data, args.min_seconds, args.max_seconds, args.silence_dbfs)
 
 
 def _cmd_evaluate(args):

@@ -113,8 +113,13 @@ class Vocoder(Attack):
         return _cached(self, wave.tobytes(), lambda: self.resynthesise(wave, rng))
 
 
-def run_tool(cmd: list[str], what: str, stdin: bytes | None = None) -> bytes:
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=300)
+def run_tool(cmd: list[str], what: str, stdin: bytes | None = None, timeout: float = 300) -> bytes:
+    """A synthesizer's stdout. A failure or a hang (timeout) of one input is a SynthesisError: the
+    clip is left out and listed in the data card, and the hour-long build goes on."""
+    try:
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SynthesisError(f"{what}: {' '.join(cmd[:2])} gave no result within {timeout:.0f} s") from None
     if proc.returncode != 0:
         raise SynthesisError(f"{what}: {' '.join(cmd[:3])} failed: {proc.stderr.decode(errors='replace')[:200]}")
     return proc.stdout
