@@ -140,7 +140,7 @@ def _experiment(root, folds=(0, 1), seed=0):
 
 def test_experiment_calibration_fits_on_concatenated_oof_and_averages_test_over_folds(tmp_path):
     exp, data = _experiment(tmp_path)
-    cal = calibrate_experiment(exp, data)
+    cal = calibrate_experiment(exp, data, align="none")
     assert read_calibration(exp) == cal and (exp / "calibration.json").is_file()
     assert cal.n_bonafide + cal.n_spoof == 240 and cal.info["folds"] == [0, 1]
     oof = pd.concat([pd.read_parquet(exp / f"fold{k}" / "oof.parquet") for k in (0, 1)])
@@ -163,7 +163,7 @@ def test_each_folds_own_map_shows_when_fold_models_disagree_in_scale(tmp_path):
     exp, data = _experiment(tmp_path)
     path = exp / "fold1" / "oof.parquet"
     write_table(pd.read_parquet(path).assign(score=lambda t: 3 * t["score"]), path)  # fold 1's model: 3x the scale
-    cal = calibrate_experiment(exp, data)
+    cal = calibrate_experiment(exp, data, align="none")
     by_fold = {int(k): m for k, m in cal.info["by_fold"].items()}
     own = C.fit(pd.read_parquet(path)["score"], pd.read_parquet(path)["label"])
     assert (by_fold[1]["slope"], by_fold[1]["offset"]) == (own.slope, own.offset)
@@ -172,6 +172,28 @@ def test_each_folds_own_map_shows_when_fold_models_disagree_in_scale(tmp_path):
         "one map for both scales is worse than each fold's own"
     row = calibration_rows([exp]).iloc[0]
     assert row["slope by fold"] == " ".join(f"{by_fold[k]['slope']:.3g}" for k in (0, 1))
+
+
+def _drift(exp, fold, slope, offset):
+    """Fold `fold`'s model scores everything (OOF and test alike) on its own scale."""
+    for name in ("oof.parquet", "test.parquet"):
+        path = exp / f"fold{fold}" / name
+        write_table(pd.read_parquet(path).assign(score=lambda t: slope * t["score"] + offset), path)
+
+
+def test_fold_models_on_one_scale_fit_as_if_they_had_never_drifted(tmp_path):
+    exp, data = _experiment(tmp_path)
+    plain = calibrate_experiment(exp, data)
+    _drift(exp, 1, 5.0, 12.0)
+    drifted = calibrate_experiment(exp, data, align="none")
+    aligned = calibrate_experiment(exp, data)
+    assert aligned.info["align_folds"] == "test" and drifted.info["align_folds"] == "none"
+    after = {name: c.metrics["oof"]["after"]["cllr"] for name, c in
+             (("plain", plain), ("drifted", drifted), ("aligned", aligned))}
+    assert after["aligned"] == pytest.approx(after["plain"], abs=1e-9), "an affine drift is undone exactly"
+    assert after["drifted"] > after["aligned"] + 0.1, "a map fitted on the other fold's scale miscalibrates"
+    assert aligned.metrics["oof"]["after"]["cllr"] < aligned.metrics["oof"]["before"]["cllr"]
+    assert aligned.metrics["test"]["after"]["cllr"] == pytest.approx(plain.metrics["test"]["after"]["cllr"])
 
 
 def test_calibrate_command_and_report_show_before_and_after(tmp_path, capsys, monkeypatch):

@@ -24,6 +24,7 @@ from antispoof.ensemble.thresholds import eer_threshold, f1_threshold, prior_wei
 from antispoof.ensemble.vote import (HardVote, SingleModel, SoftVote, majority_score, majority_threshold,
                                      search_weights, weighted_mean)
 from antispoof.commands.ensemble import ensemble_config, main as ensemble_main, run
+from antispoof.inference.fold_scale import FoldScale
 from antispoof.runs import write_table
 from antispoof.schema import ManifestError
 from antispoof.submit.scorer import region_frames
@@ -310,8 +311,15 @@ def test_load_averages_test_scores_over_folds_and_aligns_oof(project):
     assert ens.names == ["alpha", "beta", "gamma"] and ens.folds == [0, 1, 2]
     assert len(ens.oof) == 108 and ens.oof["fold"].tolist() == sorted(ens.oof["fold"])
     tables = [pd.read_parquet(project / "folds/synth/beta" / f"fold{k}" / "test.parquet") for k in range(3)]
-    mean = np.mean([t.set_index("utt_id").loc[ens.test["utt_id"], "score"] for t in tables], axis=0)
-    assert ens.models["beta"].test["score"].to_numpy() == pytest.approx(mean)
+    raw = [t.set_index("utt_id").loc[ens.test["utt_id"], "score"].to_numpy() for t in tables]
+    on_one_scale = [(s - np.median(s)) / (np.subtract(*np.percentile(s, [75, 25])) / 1.349) for s in raw]
+    assert ens.align == "test"
+    assert ens.models["beta"].test["score"].to_numpy() == pytest.approx(np.mean(on_one_scale, axis=0))
+    unaligned = load_ensemble(str(project / "data" / "synth"), project / "folds", align="none")
+    assert unaligned.models["beta"].test["score"].to_numpy() == pytest.approx(np.mean(raw, axis=0))
+    fold0 = ens.oof["fold"] == 0
+    assert np.corrcoef(ens.models["beta"].oof["score"][fold0], unaligned.models["beta"].oof["score"][fold0])[0, 1] \
+        == pytest.approx(1.0), "each fold model's OOF scores move by its own affine map"
     seg = np.mean([t.set_index("utt_id").loc["te005", "seg_scores"] for t in tables], axis=0)
     assert ens.models["beta"].test.set_index("utt_id").loc["te005", "seg_scores"] == pytest.approx(seg)
     for t in ens.models.values():
@@ -325,6 +333,7 @@ def test_stacker_scores_each_fold_models_test_features_then_averages(project):
     for k in ens.folds:
         view = ens.fold_view(k)
         own = pd.read_parquet(project / f"folds/synth/beta/fold{k}/test.parquet").set_index("utt_id")
+        own = FoldScale.fit(own).apply(own)
         assert view.models["beta"].test["score"].to_numpy() == pytest.approx(own.loc[ens.test["utt_id"], "score"])
         assert view.oof is ens.oof and ens.models["beta"].test is not view.models["beta"].test
     fitted = LightGBMStack(cfg).fit(ens, np.ones(len(ens.oof), dtype=bool))

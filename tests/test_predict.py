@@ -25,7 +25,9 @@ from antispoof.ensemble.stack import LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import load_ensemble
 from antispoof.ensemble.vote import HardVote, SoftVote
 from antispoof.inference.engine import WindowPlan, list_audio, stitch
+from antispoof.inference.fold_scale import FoldScale
 from antispoof.metrics import calibration
+from antispoof.metrics import detection as M
 from antispoof.commands.ensemble import ensemble_config, run
 from antispoof.commands.predict import predict
 from antispoof.runs import calibration_path, read_table
@@ -48,9 +50,10 @@ def experiment(tiny, tmp_path_factory):
 
 
 def fold_average(exp_dir) -> pd.Series:
-    """The test tables' score averaged over the fold models (ensemble.tables.average_test's rule)."""
-    tables = [read_table(exp_dir / f"fold{k}" / "test.parquet").set_index("utt_id")["score"] for k in (0, 1)]
-    return pd.concat(tables, axis=1).mean(axis=1)
+    """The test tables' score, each fold model on the common scale, averaged over the fold models
+    (ensemble.tables.average_test's rule)."""
+    tables = [read_table(exp_dir / f"fold{k}" / "test.parquet").set_index("utt_id") for k in (0, 1)]
+    return pd.concat([FoldScale.fit(t).apply(t)["score"] for t in tables], axis=1).mean(axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +134,8 @@ def test_experiment_scores_new_audio_as_its_test_tables(experiment, audio, tmp_p
     # by up to slope x 5e-9 x |score|: an LLR near 0 needs that absolute tolerance, not a relative one
     rounding = abs(cal.slope) * 1e-8 * ok.score.abs().max()
     np.testing.assert_allclose(ok.llr, cal.apply(ok.score), rtol=1e-7, atol=rounding)
-    assert ((ok.llr < cal.info["threshold"]) == (ok.label == "spoof")).all(), "labels at the saved threshold"
+    assert cal.info["align_folds"] == "test"
+    assert ((ok.llr < M.bayes_threshold(0.05)) == (ok.label == "spoof")).all(), "labels at the Bayes threshold"
     long = scores.loc["long/two_minutes"]
     assert long.duration == pytest.approx(LONG_S) and long.windows > 10
 
@@ -183,7 +187,8 @@ def test_a_saved_vote_scores_new_audio_as_its_submission(tiny, experiment, audio
     result = run("vote", _ensemble_cfg(tiny, experiment.parent.parent, tmp_path / "subs"))
     model = result["files"]["model"]
     assert model.name == f"vote_{tiny.name}_model.json"
-    predicted = predict(audio["folder"], ensemble=str(model), out=tmp_path / "pred", overlap=0.0, progress=False)
+    predicted = predict(audio["folder"], ensemble=str(model), out=tmp_path / "pred", overlap=0.0, progress=False,
+                        threshold="competition")
     scores = predicted["scores"].set_index("utt_id")
     submitted = pd.read_csv(result["files"]["eer"]).set_index("utt_id")["score"]
     labels = pd.read_csv(result["files"]["f1"]).set_index("utt_id")["label"]
@@ -191,6 +196,10 @@ def test_a_saved_vote_scores_new_audio_as_its_submission(tiny, experiment, audio
     np.testing.assert_allclose(scores.loc[ids, "score"], submitted.loc[ids], rtol=0, atol=1e-4)
     assert list(scores.loc[ids, "label"] == "spoof") == list(labels.loc[ids] == 1), "the submission's labels"
     cal = calibration.load(result["files"]["calibration"])
+    rare = predict(audio["folder"], ensemble=str(model), out=tmp_path / "pred_rare", overlap=0.0, progress=False,
+                   p_spoof=0.001)["scores"].set_index("utt_id")
+    assert list(rare.loc[ids, "label"] == "spoof") == list(cal.apply(submitted.loc[ids]) < M.bayes_threshold(0.001)), \
+        "by default: the Bayes threshold of the stated prior on the LLR"
     np.testing.assert_allclose(scores.loc[ids, "llr"], cal.apply(submitted.loc[ids]), atol=1e-3)
     assert list(predicted["failed"].utt_id) == ["corrupt"] and scores.loc["long/two_minutes", "windows"] > 10
     assert saved.model_path(f"vote_{tiny.name}", tmp_path / "subs") == model

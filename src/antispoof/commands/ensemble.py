@@ -254,7 +254,8 @@ def _sections(cfg, ens, table, scored, files, seg_scores, chosen, warnings_seen)
 
 def run(kind: str, cfg: DictConfig, warnings_seen: list[str] | None = None) -> dict:
     """The whole ensemble step; returns the table, the file paths and the scores."""
-    ens = load_ensemble(cfg.dataset, cfg.output_root, cfg.experiments, cfg.get("folds"))
+    ens = load_ensemble(cfg.dataset, cfg.output_root, cfg.experiments, cfg.get("folds"),
+                        cfg.normalise.get("align_folds", "test"))
     if len(ens.folds) < 2:
         fail(Path(cfg.output_root) / ens.dataset, f"cross-fitting needs at least 2 folds finished by every "
              f"experiment, the {len(ens.names)} found share {ens.folds}; name others with --experiments")

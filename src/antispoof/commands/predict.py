@@ -19,9 +19,14 @@ of its window scores: a spoofed stretch spoils the recording, as a spoofed segme
 calibration applied to that minimum, which the calibration (fitted on single clips) never saw, so
 read it as the evidence of its least bona fide window.
 
-Thresholds: an ensemble labels as its submission does (score < the OOF threshold it was fitted
-with); an experiment at its calibration's `threshold` (the Bayes threshold of the ASVspoof 5 DCF on
-the LLR). `--threshold X` sets an LLR threshold instead, for either. Regions: runs of segment
+Thresholds: by default a file is spoof when its LLR is below the Bayes threshold of a stated spoof
+prior (`--p-spoof`, default 0.05 with the ASVspoof 5 DCF's costs Cmiss 1, Cfa 10: -log(0.95 / 0.5)
+= -0.64), for an experiment and an ensemble alike, so the label means the same whatever the
+source. `--threshold competition` labels as a submission does instead: an ensemble at the OOF
+threshold it was fitted with (F1-optimal on OOF, tuned to the benchmark's class balance, not to new
+audio), an experiment at its calibration's OOF F1 threshold; `--threshold X` sets an LLR threshold.
+Each fold model's scores are put on its experiment's common scale (inference.fold_scale, as the
+calibration and the ensemble were fitted) before they are averaged. Regions: runs of segment
 scores below the segment threshold (an ensemble's is saved with it; an experiment's is the EER point
 of its OOF segment scores against the training set's 10 ms labels, recomputed here from its fold
 outputs), only in files labelled spoof (at least the lowest segment), as in the submissions.
@@ -53,7 +58,9 @@ from antispoof.ensemble.segments import clip_regions
 from antispoof.ensemble.tables import Ensemble, ModelTables, average_test
 from antispoof.ensemble.thresholds import fit_threshold
 from antispoof.inference.engine import FoldModels, Scorer, WindowPlan, grid_seconds, list_audio, score_files, stitch
+from antispoof.inference.fold_scale import FoldScale, fold_scales
 from antispoof.metrics import calibration
+from antispoof.metrics.detection import P_SPOOF, bayes_threshold
 from antispoof.metrics.segments import pool_segment_labels
 from antispoof.runs import calibration_path, dataset_dir, read_predictions
 from antispoof.schema import fail
@@ -61,15 +68,18 @@ from antispoof.train.calibration import calibrate_experiment, is_current
 from antispoof.commands.predict_output import PARTIAL, SCORE_COLUMNS, ChunkStore, finish, shard_folder
 from antispoof.locks import output_lock
 
+COMPETITION = "competition"  # --threshold competition: the submission's own rule
 MAX_SECONDS = 4 * 3600.0  # the audio check's limit here: longer files are windowed, not refused
 CHUNK_FILES = 256  # files scored, and their rows written, at a time (memory holds one chunk)
 
 
 # ---- fold averages and files --------------------------------------------------------------------
 
-def window_tables(by_fold: dict[int, pd.DataFrame], window_ids) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
-    """Every fold model's window table in `window_ids` order, and their average (the test tables' rule)."""
-    aligned = {k: t.drop(columns="label", errors="ignore").set_index("utt_id").loc[list(window_ids)]
+def window_tables(by_fold: dict[int, pd.DataFrame], window_ids, scales: dict[int, FoldScale]
+                  ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """Every fold model's window table in `window_ids` order on the common scale, and their average
+    (the test tables' rule)."""
+    aligned = {k: scales[k].apply(t.drop(columns="label", errors="ignore").set_index("utt_id").loc[list(window_ids)])
                for k, t in by_fold.items()}
     return average_test(list(aligned.values())), aligned
 
@@ -121,6 +131,7 @@ class Source:
     experiments: list[FoldModels]
     calibration: calibration.Calibration
     segment_threshold: float
+    scales: dict[str, dict[int, FoldScale]]  # experiment -> fold -> its map to the common scale
     merge_gap_s: float = 0.0
     min_region_s: float = 0.0
     saved: saved_ensembles.SavedEnsemble | None = None
@@ -129,27 +140,28 @@ class Source:
         """Each window's utterance score, its segment scores and their hop."""
         if self.saved is None:
             exp = self.experiments[0]
-            averaged, _ = window_tables(scored.tables[exp.name], scored.windows["window_id"])
+            averaged, _ = window_tables(scored.tables[exp.name], scored.windows["window_id"], self.scales[exp.name])
             return averaged["score"].to_numpy(float), list(averaged["seg_scores"]), exp.hop
-        ens = window_ensemble(self.saved, self.experiments, scored)
+        ens = window_ensemble(self.saved, self.experiments, scored, self.scales)
         fused, hop = self.saved.segments(ens)
         return self.saved.score(ens), fused, hop
 
-    def is_spoof(self, score: float, llr: float, threshold: float | None) -> bool:
-        """An LLR below `threshold` when one is given; else the saved decision rule."""
-        if threshold is not None:
-            return llr < threshold
+    def is_spoof(self, score: float, llr: float, threshold: float | str) -> bool:
+        """An LLR below `threshold`; with COMPETITION the submission's rule (an ensemble's saved
+        OOF threshold on its score, an experiment's OOF F1 threshold on the LLR)."""
+        if threshold != COMPETITION:
+            return llr < float(threshold)
         if self.saved is not None:
             return score < self.saved.threshold
-        return llr < float(self.calibration.info["threshold"])
+        return llr < float(self.calibration.info["llr_thresholds"]["f1"])
 
 
-def window_ensemble(saved, experiments: list[FoldModels], scored) -> Ensemble:
+def window_ensemble(saved, experiments: list[FoldModels], scored, scales) -> Ensemble:
     """The windows as an Ensemble's test part: every model's fold-averaged table and each fold
     model's own (the stacker scores those), in the experiments' saved order."""
     models = {}
     for exp in experiments:
-        averaged, aligned = window_tables(scored.tables[exp.name], scored.windows["window_id"])
+        averaged, aligned = window_tables(scored.tables[exp.name], scored.windows["window_id"], scales[exp.name])
         models[exp.name] = ModelTables(exp.name, exp.folds, exp.hop, pd.DataFrame(), averaged.reset_index(),
                                        {k: t.reset_index() for k, t in aligned.items()})
     test = scored.windows.rename(columns={"utt_id": "file", "window_id": "utt_id"})[["utt_id", "duration"]]
@@ -166,9 +178,10 @@ def ensemble_source(name: str, submissions, device: torch.device) -> Source:
         if abs(exp.hop - saved.state["hops"][exp.name]) > 1e-9:
             fail(exp.exp_dir, f"segment hop {exp.hop} s, the ensemble was fitted on {saved.state['hops'][exp.name]} s")
     seg = saved.state["segments"]
+    scales = {e.name: fold_scales({k: e.exp_dir / f"fold{k}" for k in e.folds}, saved.align) for e in experiments}
     return Source(saved.path.name.removesuffix(saved_ensembles.MODEL_SUFFIX), experiments,
-                  calibration.load(saved.calibration_path), float(seg["threshold"]), float(seg["merge_gap_s"]),
-                  float(seg["min_region_s"]), saved)
+                  calibration.load(saved.calibration_path), float(seg["threshold"]), scales,
+                  float(seg["merge_gap_s"]), float(seg["min_region_s"]), saved)
 
 
 def experiment_source(name: str, data: str | None, output_root, device: torch.device) -> Source:
@@ -178,7 +191,8 @@ def experiment_source(name: str, data: str | None, output_root, device: torch.de
     if not is_current(cal, exp_dir):
         _warn(f"{calibration_path(exp_dir)}: fitted on folds {cal.info.get('folds')}, not every finished "
               f"fold {exp.folds}; `antispoof calibrate` refits it")
-    return Source(exp_dir.name, [exp], cal, oof_segment_threshold(exp))
+    scales = fold_scales({k: exp_dir / f"fold{k}" for k in exp.folds}, cal.info.get("align_folds", "none"))
+    return Source(exp_dir.name, [exp], cal, oof_segment_threshold(exp), {exp.name: scales})
 
 
 def _warn(message: str) -> None:
@@ -201,15 +215,21 @@ def _experiment_dir(name: str, data: str | None, output_root) -> Path:
 
 def predict(audio, experiment: str | None = None, ensemble: str | None = None, data: str | None = None,
             output_root="folds", submissions="submissions", out=None, window_s: float | None = None,
-            overlap: float = 0.5, threshold: float | None = None, device: str | None = None,
+            overlap: float = 0.5, threshold: float | str | None = None, p_spoof: float = P_SPOOF,
+            device: str | None = None,
             max_seconds: float = MAX_SECONDS, progress: bool = True, chunk_files: int = CHUNK_FILES,
             keep_segments: bool = False, shard: tuple[int, int] | None = None, merge: int | None = None) -> dict:
     """The whole command (see the module docstring); returns the tables and the files written
     (and, with `keep_segments`, every file's stitched segment scores, which streaming leaves out).
     `shard=(i, n)` scores every n-th chunk from the i-th (n processes or machines sharing `out`);
-    `merge=n` writes the final files from n finished shards."""
+    `merge=n` writes the final files from n finished shards. `threshold`: an LLR, COMPETITION, or
+    None for the Bayes threshold of `p_spoof` (with the ASVspoof 5 DCF's costs)."""
     if (experiment is None) == (ensemble is None):
         raise ValueError("give one of --experiment NAME or --ensemble NAME")
+    if threshold is None:
+        if not 0 < p_spoof < 1:
+            raise ValueError(f"--p-spoof must be a probability in (0, 1), not {p_spoof}")
+        threshold = bayes_threshold(p_spoof)
     inputs = list_audio([audio] if isinstance(audio, (str, Path)) else audio)
     dev = _device(device)
     source = (ensemble_source(ensemble, submissions, dev) if ensemble is not None
@@ -262,7 +282,7 @@ def predict(audio, experiment: str | None = None, ensemble: str | None = None, d
 
 
 def score_chunk(inputs: pd.DataFrame, source: Source, device: torch.device, plan: WindowPlan,
-                threshold: float | None, max_seconds: float, progress: bool):
+                threshold: float | str, max_seconds: float, progress: bool):
     """One chunk of files through the audio check, the models and the decision: its score rows,
     regions, failed files, segment scores and their hop."""
     checked = check_clips(inputs["path"], replace(default_limits(), max_seconds=float(max_seconds)),

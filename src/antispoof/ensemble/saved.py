@@ -6,8 +6,9 @@ files, `<stem>_model.json`: the submitted system (a vote's normalisers, weights 
 fusion's scaler and logistic regression; a stacker's segment thresholds and quantiles, its trees in
 `<stem>_lightgbm.txt`, LightGBM's own text format), the soft vote the segment regions are fused
 with, the OOF segment threshold, and what it was fitted on: data set, output root, experiments,
-folds, each model's segment hop and a fingerprint of every fold's test.parquet (a fold retrained
-since would give other scores, so `load` refuses it).
+folds, how fold models were put on one scale (`align_folds`), each model's segment hop and a
+fingerprint of every fold's test.parquet (a fold retrained since would give other scores, so
+`load` refuses it; the fold scales are recomputed from those same files).
 
 sklearn estimators are stored as their constructor parameters plus their fitted attributes (the
 public `*_` ones, arrays with their dtype) and rebuilt by setting them back, so the rebuilt
@@ -157,7 +158,8 @@ def save(path, kind: str, ens: Ensemble, output_root, chosen: Outcome, soft: Fit
     root = Path(output_root) / ens.dataset
     state = {"version": VERSION, "kind": kind, "system": chosen.name, "dataset": ens.dataset,
              "data_dir": str(ens.data_dir), "output_root": str(output_root), "experiments": ens.names,
-             "folds": list(ens.folds), "hops": {n: float(t.hop) for n, t in ens.models.items()},
+             "folds": list(ens.folds), "align_folds": ens.align,
+             "hops": {n: float(t.hop) for n, t in ens.models.items()},
              "test_sha256": {n: {str(k): fingerprint(root / n / f"fold{k}" / PREDICTIONS["test"]) for k in ens.folds}
                              for n in ens.names},
              "fitted": _system_state(chosen.fitted, trees_file), "soft": _scores_state(soft),
@@ -187,6 +189,11 @@ class SavedEnsemble:
     def threshold(self) -> float:
         """The decision threshold of the submitted labels (score < threshold -> spoof)."""
         return float(self.fitted.threshold)
+
+    @property
+    def align(self) -> str:
+        """How the fold models' scores were brought to one scale (inference.fold_scale; older files: none)."""
+        return str(self.state.get("align_folds", "none"))
 
     @property
     def calibration_path(self) -> Path:

@@ -1,8 +1,9 @@
 """Find every trained experiment, load its fold outputs and align them by utt_id.
 
 OOF rows exist only for the folds that were trained, so an ensemble can only use the
-clips every model predicted out of fold: the folds common to all experiments. Test scores
-are averaged over those folds (one test prediction per fold model; each fold model's own table
+clips every model predicted out of fold: the folds common to all experiments. Each fold model's
+utterance scores are first brought to one scale (inference.fold_scale: standardised on its own
+unlabelled test-split scores, `normalise.align_folds`). Test scores are averaged over those folds (one test prediction per fold model; each fold model's own table
 is kept too, for the stacker). Hidden test labels are
 never read here: a test table that still carries a `label` column (older runs) loses it.
 """
@@ -17,6 +18,8 @@ import pandas as pd
 
 from antispoof.config import data_dir as resolve_data_dir
 from antispoof.data.manifest import read_manifest
+from antispoof.inference.fold_scale import DEFAULT as DEFAULT_ALIGN
+from antispoof.inference.fold_scale import check_mode, scale_of
 from antispoof.runs import PREDICTIONS, dataset_dir, finished_folds, folds_csv, read_predictions
 from antispoof.runs import experiments as experiment_dirs
 from antispoof.schema import fail
@@ -53,6 +56,7 @@ class Ensemble:
     models: dict[str, ModelTables] = field(default_factory=dict)
     train: pd.DataFrame | None = None  # train.csv as read once (segment thresholds need its labels)
     test_manifest: pd.DataFrame | None = None  # test.csv as read once (the scorer joins it with the solution)
+    align: str = "none"  # how fold models' scores were brought to one scale (inference.fold_scale)
 
     @property
     def names(self) -> list[str]:
@@ -147,12 +151,16 @@ def average_test(aligned: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def load_model(exp_dir: Path, folds: dict[int, Path]) -> ModelTables:
-    """OOF rows of the given folds (number -> folder; with their fold number) and the fold-averaged test table."""
+def load_model(exp_dir: Path, folds: dict[int, Path], align: str = DEFAULT_ALIGN) -> ModelTables:
+    """OOF rows of the given folds (number -> folder; with their fold number) and the fold-averaged
+    test table, each fold model's utterance scores mapped to the common scale `align` names."""
     oof_parts, tests, paths = [], [], []
+    check_mode(align, exp_dir)
     for k, fold in folds.items():
-        oof_parts.append(read_predictions(fold, "oof").assign(fold=k))
-        tests.append(read_predictions(fold, "test"))
+        test = read_predictions(fold, "test")
+        scale = scale_of(test, align)
+        oof_parts.append(scale.apply(read_predictions(fold, "oof")).assign(fold=k))
+        tests.append(scale.apply(test))
         paths.append(fold / PREDICTIONS["test"])
     oof = pd.concat(oof_parts, ignore_index=True)
     if oof["utt_id"].duplicated().any():
@@ -189,10 +197,11 @@ def _oof_frame(train: pd.DataFrame, folds_path: Path, ids: list[str], labelled: 
     return frame.sort_values(["fold", "utt_id"], kind="stable").reset_index(drop=True)
 
 
-def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=None) -> Ensemble:
+def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=None,
+                  align: str = DEFAULT_ALIGN) -> Ensemble:
     """Every model's OOF and test predictions on the clips and folds they all share (or on the
     given `folds` of those: ensembles with and without an experiment that finished fewer folds
-    compare on the same clips)."""
+    compare on the same clips), fold models on one scale (`align`, inference.fold_scale)."""
     data_dir = resolve_data_dir(str(dataset))
     root = dataset_dir(output_root, data_dir.name)
     found = discover(root, list(experiments) if experiments else None)
@@ -201,7 +210,7 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=Non
     if missing:
         fail(root, f"fold(s) {missing} asked for, but the folds every experiment finished are {common}")
     folds = common if folds is None else sorted(set(folds))
-    models = {name: load_model(root / name, {k: found[name][k] for k in folds}) for name in found}
+    models = {name: load_model(root / name, {k: found[name][k] for k in folds}, align) for name in found}
     shared = set.intersection(*(set(m.oof.index) for m in models.values()))
     if any(len(m.oof) != len(shared) for m in models.values()):
         warnings.warn(f"OOF clips differ between experiments: using the {len(shared)} they share",
@@ -222,5 +231,6 @@ def load_ensemble(dataset: str, output_root="folds", experiments=None, folds=Non
         m.oof = m.oof.loc[oof["utt_id"]].drop(columns="label", errors="ignore").reset_index()
         m.test = m.test.loc[test["utt_id"]].reset_index()
         m.test_by_fold = {k: t.loc[test["utt_id"]].reset_index() for k, t in m.test_by_fold.items()}
-    return Ensemble(data_dir.name, data_dir, folds, oof, test.reset_index(drop=True), models, train, test_manifest)
+    return Ensemble(data_dir.name, data_dir, folds, oof, test.reset_index(drop=True), models, train, test_manifest,
+                    align)
 

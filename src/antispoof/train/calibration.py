@@ -5,7 +5,10 @@ antispoof.metrics.calibration) is fitted on the OOF `score` of every finished fo
 each training clip is OOF in exactly one fold, scored by a model that never trained on it, so
 the fit sees every clip once and honestly. It applies to the test score averaged over those
 fold models, which is how the ensemble tables read an experiment's test predictions
-(ensemble.tables.average_test), and to a new clip scored the same way. The "after" OOF numbers
+(ensemble.tables.average_test), and to a new clip scored the same way. Each fold model's scores are
+first put on one scale, label-free (inference.fold_scale, `align_folds`, recorded in the file):
+fold models drift apart in offset, and a map fitted on the other folds' scores would otherwise
+miscalibrate the held-out one. The "after" OOF numbers
 are cross-fitted by fold; the test numbers, where solution.csv exists, only score.
 
 `antispoof train` refreshes the file whenever a fold finishes, `antispoof calibrate` fits it for
@@ -24,19 +27,26 @@ import numpy as np
 import pandas as pd
 
 from antispoof.data.manifest import load_solution
+from antispoof.inference.fold_scale import DEFAULT as DEFAULT_ALIGN
+from antispoof.inference.fold_scale import check_mode
+from antispoof.inference.fold_scale import fold_scales
 from antispoof.metrics.calibration import Calibration, calibrate, fit, load, quality, save, summary_row
 from antispoof.metrics.detection import best_f1_threshold, bonafide_mask, compute_eer
 from antispoof.runs import PREDICTIONS, calibration_path, experiments, finished_folds, read_predictions
 from antispoof.schema import ManifestError, fail
 
 
-def experiment_scores(exp_dir: Path, folds: dict[int, Path]) -> tuple[pd.DataFrame, pd.Series]:
-    """OOF rows (utt_id, fold, score, label) of the given folds, and the fold-averaged test score by utt_id."""
-    oof = pd.concat([read_predictions(d, "oof", ["utt_id", "score", "label"]).assign(fold=k)
+def experiment_scores(exp_dir: Path, folds: dict[int, Path], align: str = DEFAULT_ALIGN
+                      ) -> tuple[pd.DataFrame, pd.Series]:
+    """OOF rows (utt_id, fold, score, label) of the given folds, and the fold-averaged test score by
+    utt_id, each fold model's scores first mapped to the common scale `align` names (inference.fold_scale)."""
+    scales = fold_scales(folds, align)
+    oof = pd.concat([scales[k].apply(read_predictions(d, "oof", ["utt_id", "score", "label"])).assign(fold=k)
                      for k, d in folds.items()], ignore_index=True)
     if oof["utt_id"].duplicated().any():
         fail(exp_dir, f"utt_id '{oof['utt_id'][oof['utt_id'].duplicated()].iloc[0]}' is OOF in two folds")
-    tests = {d: read_predictions(d, "test", ["utt_id", "score"]).set_index("utt_id")["score"] for d in folds.values()}
+    tests = {d: scales[k].apply(read_predictions(d, "test", ["utt_id", "score"])).set_index("utt_id")["score"]
+             for k, d in folds.items()}
     first_dir, first = next(iter(tests.items()))
     for d, t in tests.items():
         if t.index.duplicated().any() or set(t.index) != set(first.index):
@@ -75,18 +85,20 @@ def fold_maps(oof: pd.DataFrame, prior: float | None = None) -> dict[str, dict]:
     return maps
 
 
-def calibrate_experiment(exp_dir: Path, data_dir=None, prior: float | None = None, write: bool = True) -> Calibration:
+def calibrate_experiment(exp_dir: Path, data_dir=None, prior: float | None = None, write: bool = True,
+                         align: str = DEFAULT_ALIGN) -> Calibration:
     """Fit an experiment's calibration on its finished folds and write calibration.json beside them
     (`write=False`: only return it, for a reader that must not write into the fold outputs)."""
     exp_dir = Path(exp_dir)
     folds = finished_folds(exp_dir)
     if not folds:
         fail(exp_dir, "no finished folds to calibrate (a fold is finished once its metrics.json is written)")
-    oof, test = experiment_scores(exp_dir, folds)
+    oof, test = experiment_scores(exp_dir, folds, check_mode(align, exp_dir))
     labels = oof["label"].to_numpy()
     info = {"system": exp_dir.name, "kind": "experiment", "dataset": exp_dir.parent.name, "folds": list(folds),
-            "score": "score", "fitted_on": "OOF of the finished folds, concatenated",
-            "applies_to": "the test score averaged over the fold models", "n_test": int(len(test))}
+            "score": "score", "align_folds": align,
+            "fitted_on": "OOF of the finished folds (each fold model on the common scale), concatenated",
+            "applies_to": "the test score averaged over the fold models on that scale", "n_test": int(len(test))}
     try:
         cal, oof_llr, _ = calibrate(oof["score"].to_numpy(float), labels, oof["fold"].to_numpy(),
                                     test.to_numpy(float), _test_labels(data_dir, test.index), prior, info)
@@ -137,11 +149,12 @@ def calibration_rows(exp_dirs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def calibrate_all(root: Path, data_dir=None, pattern: str = "*", prior: float | None = None) -> pd.DataFrame:
+def calibrate_all(root: Path, data_dir=None, pattern: str = "*", prior: float | None = None,
+                  align: str = DEFAULT_ALIGN) -> pd.DataFrame:
     """Calibrate every experiment under <output_root>/<dataset> matching the glob that has finished folds."""
     dirs = [d for d in experiments(root, pattern) if finished_folds(d)]
     if not dirs:
         fail(root, f"no experiment matching '{pattern}' has finished folds")
     for d in dirs:
-        calibrate_experiment(d, data_dir, prior)
+        calibrate_experiment(d, data_dir, prior, align=align)
     return calibration_rows(dirs)
