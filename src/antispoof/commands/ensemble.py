@@ -26,6 +26,7 @@ from antispoof.console import close_progress_bars, quiet_third_party
 from antispoof.ensemble import report as R
 from antispoof.ensemble import saved
 from antispoof.ensemble.crossfit import Outcome, cross_fit
+from antispoof.ensemble.pooling import pooling_systems
 from antispoof.ensemble.segments import fit_segment_threshold, fuse_segments, regions_table
 from antispoof.ensemble.stack import FittedFusion, LightGBMStack, LogisticFusion
 from antispoof.ensemble.tables import Ensemble, load_ensemble
@@ -57,10 +58,11 @@ def ensemble_config(config: str = "ensemble/default", dataset: str | None = None
 def systems_for(kind: str, cfg: DictConfig, ens: Ensemble) -> list:
     """Every model alone, then the ensemble systems; the submitted one is the first of those."""
     singles = [SingleModel(name, cfg) for name in ens.names]
+    pooled = pooling_systems(cfg, ens)  # rows of their own after the ensembles, never submitted
     if kind == "vote":
-        return singles + vote_systems(cfg)
+        return singles + vote_systems(cfg) + pooled
     if kind == "stack":
-        return singles + [LightGBMStack(cfg), LogisticFusion(cfg), SoftVote(cfg)]
+        return singles + [LightGBMStack(cfg), LogisticFusion(cfg), SoftVote(cfg)] + pooled
     raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
 
@@ -186,6 +188,8 @@ def fitted_summary(o: Outcome, ens: Ensemble) -> dict:
         regression = f.model[-1]
         out["coefficients"] = dict(zip(ens.names, map(float, regression.coef_[0])))
         out["intercept"] = float(regression.intercept_[0])
+    if hasattr(f, "rule"):  # a pooled model: the rule its OOF chose
+        out["pooling"] = f.rule
     if hasattr(f, "n_trees"):
         out["n_trees"] = f.n_trees
         importance = pd.Series(f.model.booster_.feature_importance("gain"), index=f.model.booster_.feature_name())
