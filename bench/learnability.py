@@ -49,11 +49,12 @@ def pooled_states(cache: StateCache, utt_ids) -> np.ndarray:
     return np.stack(out)
 
 
-def features(data: Path, model_name: str, batch_seconds: float, output_root: Path):
+def features(data: Path, model_name: str, batch_seconds: float, output_root: Path, quantize: str = "none"):
     """Pooled states of train and test, from the `antispoof embed` cache (embedding what is missing)."""
     train, test = load_split(data, "train"), load_split(data, "test")
     started = time.time()
-    root, layers = embed_dataset(data, model_name, None, output_root=output_root, batch_seconds=batch_seconds)
+    root, layers = embed_dataset(data, model_name, None, output_root=output_root, batch_seconds=batch_seconds,
+                                 quantize=quantize)
     cache = StateCache(root, layers)
     seconds = time.time() - started
     return train, test, pooled_states(cache, train.utt_id), pooled_states(cache, test.utt_id), layers, seconds
@@ -112,13 +113,16 @@ def main(argv=None) -> int:
                         "(default 0.001,0.01,0.1), gbm's l2_regularization (default 0,1)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--batch-seconds", type=float, default=120.0, help="audio per encoder batch")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="int8: the states of the int8 encoder (their own cache, <model>-int8)")
     parser.add_argument("--submission", help="write the (best layer's) test scores here: utt_id,score")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     data = Path(args.data)
     started = time.time()
     if args.features == "whisper":
-        train, test, x_train, x_test, cached, seconds = features(data, args.model, args.batch_seconds, Path("folds"))
+        train, test, x_train, x_test, cached, seconds = features(data, args.model, args.batch_seconds, Path("folds"),
+                                                                  args.quantize)
         name = f"{args.model} (mean/std-pooled hidden states)"
     else:
         train, test = load_split(data, "train"), load_split(data, "test")

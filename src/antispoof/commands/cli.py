@@ -83,7 +83,7 @@ def _cmd_embed(args):
     from antispoof.config import CONFIG_ROOT, ConfigError, data_dir, load_config
     from antispoof.inference.states import embed_dataset
 
-    settings = {"encoder": args.model, "layers": "all", "max_seconds": 15.0}
+    settings = {"encoder": args.model, "layers": "all", "max_seconds": 15.0, "quantize": "none"}
     if (CONFIG_ROOT / "model" / f"{args.model}.yaml").is_file():  # an experiment: its cache, as training makes it
         experiment = load_config(f"model/{args.model}").get("embed")
         if experiment is None:
@@ -92,15 +92,16 @@ def _cmd_embed(args):
     layers = args.layers or settings["layers"]
     if args.merge:
         from antispoof.features.state_cache import default_root
-        from antispoof.inference.states import merge_embed_parts
+        from antispoof.inference.states import cache_name, merge_embed_parts
 
         data = data_dir(args.data)
-        merge_embed_parts(data, Path(args.out or settings.get("root") or default_root(args.output_root, data,
-                                                                                        settings["encoder"])))
+        merge_embed_parts(data, Path(args.out or settings.get("root") or default_root(
+            args.output_root, data, cache_name(settings["encoder"], args.quantize or settings["quantize"]))))
         return
     root, _ = embed_dataset(data_dir(args.data), settings["encoder"], layers, args.out or settings.get("root"),
                             args.output_root, args.batch_seconds, float(settings["max_seconds"]),
-                            device=args.device, force=args.force, shard=args.shard)
+                            device=args.device, force=args.force, shard=args.shard,
+                            quantize=args.quantize or settings["quantize"])
     print(root)
 
 
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-seconds", type=float, default=120.0, help="audio per encoder batch")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--force", action="store_true", help="rebuild a cache made by other weights or data")
+    p.add_argument("--quantize", choices=("none", "int8"),
+                   help="int8: dynamic int8 linear layers on the CPU, cached in <encoder>-int8 (default: the config's)")
     p.add_argument("--shard", type=shard_arg, metavar="I/N",
                    help="encode every N-th batch from the I-th (0-based) into the cache's parts/: N processes or "
                         "machines share the work; then --merge")

@@ -35,7 +35,7 @@ META = "meta.json"
 FRAME_HOP_S = 0.02    # one encoder frame per 20 ms (Whisper, wav2vec 2.0 and its kin alike)
 DTYPE = "float16"
 # what must agree between a cache and the run that wants to use (or extend) it
-IDENTITY = ("encoder", "weights_sha256", "dataset_sha256", "dim", "dtype", "max_seconds")
+IDENTITY = ("encoder", "weights_sha256", "dataset_sha256", "dim", "dtype", "max_seconds", "quantize")
 
 
 class CacheError(ManifestError):

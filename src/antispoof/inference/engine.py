@@ -152,9 +152,9 @@ def _precision(setting: str, device: torch.device) -> str:
     return "32-true"
 
 
-def _encoder_spec(cfg: DictConfig) -> tuple[str, tuple[int, ...], float]:
-    """(encoder, hidden-state indices, chunk seconds) a frozen head was trained on: the layers
-    its cache served it (embed.chosen_layers of `embed.layers`, checked against the head's size)."""
+def _encoder_spec(cfg: DictConfig) -> tuple[str, tuple[int, ...], float, str]:
+    """(encoder, hidden-state indices, chunk seconds, quantisation) a frozen head was trained on: the
+    layers its cache served it (embed.chosen_layers of `embed.layers`, checked against the head's size)."""
     from antispoof.inference.states import chosen_layers
     from antispoof.models.encoders import encoder_info
 
@@ -165,7 +165,7 @@ def _encoder_spec(cfg: DictConfig) -> tuple[str, tuple[int, ...], float]:
     if len(chosen) != int(cfg.model.n_states):
         raise ConfigError(f"{cfg.experiment}: the head reads {cfg.model.n_states} states, embed.layers gives "
                          f"{len(chosen)}; set embed.layers in its config.yaml to the cache's layers")
-    return str(e.encoder), tuple(chosen), float(e.max_seconds)
+    return str(e.encoder), tuple(chosen), float(e.max_seconds), str(e.get("quantize", "none"))
 
 
 @dataclass
@@ -259,8 +259,10 @@ class Scorer:
         self.encoders = {}
         for exp in experiments:
             if exp.encoder is not None and exp.encoder not in self.encoders:
-                name, _, max_seconds = exp.encoder
-                self.encoders[exp.encoder] = frozen_encoder(name, max_seconds).to(device)
+                name, _, max_seconds, quantize = exp.encoder
+                if quantize != "none" and device.type != "cpu":  # int8 kernels are the CPU's; fp32 is near
+                    quantize = "none"
+                self.encoders[exp.encoder] = frozen_encoder(name, max_seconds, quantize=quantize).to(device)
 
     def _states(self, waves: list[np.ndarray], spec) -> list[np.ndarray]:
         from antispoof.inference.states import encode_clips, length_batches

@@ -40,7 +40,7 @@ from antispoof.features.state_cache import (FRAME_HOP_S, META, CacheError, datas
                                             weights_fingerprint, write_shard)
 from antispoof.features.state_dataset import view_id
 from antispoof.locks import output_lock
-from antispoof.models.encoders import EncoderInfo, encoder_info
+from antispoof.models.encoders import EncoderInfo, check_quantize, encoder_info
 from antispoof.models.encoders import frozen_encoder as load_frozen_encoder
 from antispoof.models.ssl_encoder import SSLEncoder
 from antispoof.models.whisper_detector import WhisperDetector
@@ -48,10 +48,16 @@ from antispoof.models.whisper_weights import MODELS_DIR
 from antispoof.utils import rng_for
 
 
-def frozen_encoder(encoder: str, max_seconds: float = 15.0,
-                   models_dir: str = str(MODELS_DIR)) -> WhisperDetector | SSLEncoder:
-    """The encoder `embed.encoder` names (Whisper or self-supervised), in eval mode, padding masked."""
-    return load_frozen_encoder(encoder, max_seconds, models_dir)
+def frozen_encoder(encoder: str, max_seconds: float = 15.0, models_dir: str = str(MODELS_DIR),
+                   quantize: str = "none") -> WhisperDetector | SSLEncoder:
+    """The encoder `embed.encoder` names (Whisper or self-supervised), in eval mode, padding masked;
+    `quantize` = embed.quantize (int8: dynamic int8 linear layers, on the CPU)."""
+    return load_frozen_encoder(encoder, max_seconds, models_dir, quantize)
+
+
+def cache_name(encoder: str, quantize: str = "none") -> str:
+    """The cache folder's encoder part: an int8 cache lives beside the float one, never in it."""
+    return str(encoder) if quantize == "none" else f"{Path(str(encoder)).name}-{quantize}"
 
 
 def chosen_layers(layers, n_states: int) -> list[int]:
@@ -108,7 +114,8 @@ def clips_to_embed(data_dir: Path, views: int) -> pd.DataFrame:
     return clips
 
 
-def cache_meta(info: EncoderInfo, encoder: str, data_dir: Path, layers, max_seconds: float, views: int) -> dict:
+def cache_meta(info: EncoderInfo, encoder: str, data_dir: Path, layers, max_seconds: float, views: int,
+               quantize: str = "none") -> dict:
     """What a cache is made of: the fingerprints and settings open_for_writing compares, and what
     the encoder is (type, folder, layers, dim, frame hop), read off the checkpoint's config and
     files (no model is built for it)."""
@@ -119,26 +126,29 @@ def cache_meta(info: EncoderInfo, encoder: str, data_dir: Path, layers, max_seco
             "encoder_layers": info.n_layers, "weights_sha256": weights_fingerprint(info.folder),
             "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir),
             "layers": chosen_layers(layers, info.n_states), "dim": info.dim,
-            "dtype": "float16", "hop_s": info.hop_s, "max_seconds": max_seconds, "views": views}
+            "dtype": "float16", "hop_s": info.hop_s, "max_seconds": max_seconds, "views": views,
+            **({} if quantize == "none" else {"quantize": quantize})}  # which path made the states
 
 
 def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="all", root: str | Path | None = None,
                   output_root: str | Path = "folds", batch_seconds: float = 120.0, max_seconds: float = 15.0,
                   views: int = 1, wave_cfg=None, seed: int = 0, device: str | None = None,
                   force: bool = False, models_dir: str = str(MODELS_DIR),
-                  shard: tuple[int, int] | None = None) -> tuple[Path, list[int]]:
+                  shard: tuple[int, int] | None = None, quantize: str = "none") -> tuple[Path, list[int]]:
     """Encode every clip not cached yet; -> the cache folder and the layers asked for (as
     encoder indices; `layers=None`: those of an existing cache, else all). See the module docstring.
     The encoder is only loaded when something is left to encode (a finished cache costs a hash).
     `shard=(i, n)`: only every n-th encoder batch from the i-th, into `parts/` of the cache, for
-    n processes or machines sharing the folder; `merge_parts` then moves them in."""
+    n processes or machines sharing the folder; `merge_parts` then moves them in. `quantize="int8"`
+    encodes with int8 linear layers (its default folder `<encoder>-int8`, its meta saying so)."""
     data_dir = Path(data_dir)
+    check_quantize(quantize)
     if views > 1 and wave_cfg is None:
         raise CacheError(f"views={views} needs a wave augmentation chain (embed.views_augment)")
-    root = Path(root) if root else default_root(output_root, data_dir, encoder)
+    root = Path(root) if root else default_root(output_root, data_dir, cache_name(encoder, quantize))
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
-    asked = cache_meta(encoder_info(encoder, models_dir), encoder, data_dir, layers, max_seconds, views)
+    asked = cache_meta(encoder_info(encoder, models_dir), encoder, data_dir, layers, max_seconds, views, quantize)
     what = f"the {Path(str(encoder)).name} state cache"
     clips = clips_to_embed(data_dir, views)
     if shard is not None:
@@ -160,18 +170,21 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
             _, part_done = open_for_writing(target, meta)
             batches = [b for k, b in enumerate(batches) if k % shard[1] == shard[0] and
                        not b.key.isin(part_done.index).all()]
-        _encode(target, meta, batches, data_dir, encoder, max_seconds, views, wave_cfg, seed, device, models_dir)
+        _encode(target, meta, batches, data_dir, encoder, max_seconds, views, wave_cfg, seed, device, models_dir,
+                quantize)
     return root, asked["layers"]
 
 
 def _encode(target: Path, meta: dict, batches: list[pd.DataFrame], data_dir: Path, encoder: str,
-            max_seconds: float, views: int, wave_cfg, seed: int, device, models_dir: str) -> None:
+            max_seconds: float, views: int, wave_cfg, seed: int, device, models_dir: str, quantize: str) -> None:
     """The writing part of embed_dataset, under the lock of `target`: one shard per batch."""
     if not batches:
         print(f"{target}: nothing left to encode")
         return
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = frozen_encoder(encoder, max_seconds, models_dir).to(device)
+    if quantize != "none" and device.type != "cpu":
+        raise CacheError(f"embed.quantize={quantize} runs on the CPU only (no dynamic int8 kernels for {device.type})")
+    model = frozen_encoder(encoder, max_seconds, models_dir, quantize).to(device)
     train = load_split(data_dir, "train") if views > 1 else None
     augment = wave_augmenter(wave_cfg, train) if views > 1 else None
     segments = load_segments(data_dir / "train_segments.npz", train) if views > 1 else {}

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from antispoof.models.ctranslate2_format import WeightsError
 from antispoof.models.ssl_encoder import SAMPLE_RATE, SSL_TYPES, SSLEncoder, conv_geometry, model_type, ssl_config
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
@@ -72,12 +74,37 @@ def encoder_info(name_or_path, models_dir: str | Path = MODELS_DIR) -> EncoderIn
                        conv_geometry(config)[0] / SAMPLE_RATE)
 
 
-def frozen_encoder(name_or_path, max_seconds: float = 15.0,
-                   models_dir: str | Path = MODELS_DIR) -> WhisperDetector | SSLEncoder:
-    """The encoder in eval mode, padding masked out (Whisper's detector heads are unused)."""
+def frozen_encoder(name_or_path, max_seconds: float = 15.0, models_dir: str | Path = MODELS_DIR,
+                   quantize: str = "none") -> WhisperDetector | SSLEncoder:
+    """The encoder in eval mode, padding masked out (Whisper's detector heads are unused);
+    `quantize="int8"`: its linear layers dynamically quantised (quantize_int8)."""
     folder, kind = encoder_folder(name_or_path, models_dir)
     if kind != "whisper":
-        return SSLEncoder(folder, max_seconds).eval()
-    config = WhisperDetectorConfig(pretrained=str(name_or_path), models_dir=str(models_dir), max_seconds=max_seconds,
-                                   pad_to="batch", apply_spec_augment=False)
-    return WhisperDetector(config).eval()
+        model = SSLEncoder(folder, max_seconds).eval()
+    else:
+        config = WhisperDetectorConfig(pretrained=str(name_or_path), models_dir=str(models_dir),
+                                       max_seconds=max_seconds, pad_to="batch", apply_spec_augment=False)
+        model = WhisperDetector(config).eval()
+    return quantize_int8(model) if check_quantize(quantize) == "int8" else model
+
+
+QUANTIZE = ("none", "int8")
+
+
+def check_quantize(quantize: str) -> str:
+    if quantize not in QUANTIZE:
+        raise ValueError(f"embed.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+    return quantize
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every nn.Linear (PyTorch's quantize_dynamic): weights stored int8
+    (one scale per tensor), activations quantised on the fly per batch, matmuls in int8 (fbgemm).
+    The encoder's time goes to its linear layers (attention projections and the 4x MLP), so this is
+    where a CPU gains; the convolutional front end and layer norms stay float32. CPU only: PyTorch
+    has no dynamic-int8 kernels for CUDA."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao (not installed)
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -128,7 +128,7 @@ def state_cache(cfg: DictConfig) -> StateCache:
     e = cfg.embed
     wave_cfg = load_config(f"augment/{e.views_augment}").wave if e.views > 1 else None
     root, layers = embed_dataset(cfg.data.dir, e.encoder, e.layers, e.root, cfg.output_root, e.batch_seconds,
-                                 e.max_seconds, e.views, wave_cfg, cfg.seed)
+                                 e.max_seconds, e.views, wave_cfg, cfg.seed, quantize=e.get("quantize", "none"))
     return StateCache(root, layers)
 
 
