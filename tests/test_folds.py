@@ -214,3 +214,31 @@ def test_fold_data_trains_without_the_held_out_attacks(tiny, tmp_path):
         in_fold = set(folds.utt_id[folds.fold == int(fold)])
         assert set(data.valid.utt_id) <= in_fold and len(data.valid) >= len(in_fold) - len(data.skipped)
         assert not set(data.train.utt_id) & in_fold
+
+
+def test_a_fold_can_choose_its_checkpoint_on_the_attacks_it_never_saw(tiny, tmp_path):
+    """trainer.select=held_out: val_eer_held_out (bona fide against the held-out attacks' OOF
+    clips) is logged every epoch and picks best.ckpt; grouped folds refuse it in one line."""
+    from antispoof.config import ConfigError
+    from antispoof.data.folds import make_attack_folds
+    from antispoof.train.data import FoldData
+    from antispoof.train.fold import experiment_config, train_fold
+
+    out = make_attack_folds(tiny, k=3, seed=0, out=tmp_path / tiny.name / "folds.csv")
+    folds = pd.read_csv(out).set_index("utt_id")
+    fast = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "data.folds=3", "data.num_workers=0",
+            "data.batch_size=8", "data.crop_s=2.0", "trainer.progress_every=0", "trainer.select=held_out"]
+    cfg = experiment_config("selcnn_mulbs", str(tiny), [*fast, f"output_root={tmp_path}"])
+    data = FoldData(cfg, 0)
+    expected = set(folds.index[(folds.fold == 0) & (folds.held_out == 1)]) & set(data.valid.utt_id)
+    assert data.held_out == expected and data.held_out
+    fold_out = train_fold(cfg, 0)
+    logged = pd.concat(pd.read_csv(p) for p in (fold_out / "logs").rglob("metrics.csv"))
+    per_epoch = logged.dropna(subset=["val_eer_held_out"])
+    assert len(per_epoch) == 2 and per_epoch["val_eer_held_out"].between(0, 1).all()
+    assert (fold_out / "checkpoints" / "best.ckpt").is_file()
+
+    grouped = tmp_path / "grouped"
+    cfg = experiment_config("selcnn_mulbs", str(tiny), [*fast, f"output_root={grouped}"])
+    with pytest.raises(ConfigError, match="trainer.select=held_out needs leave-one-attack-out folds"):
+        train_fold(cfg, 0)

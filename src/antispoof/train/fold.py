@@ -23,14 +23,18 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from antispoof.config import data_dir, load_config
+from antispoof.config import ConfigError, data_dir, load_config
 from antispoof.locks import output_lock
-from antispoof.runs import METRICS, fold_dir, is_finished, write_metrics
+from antispoof.runs import METRICS, fold_dir, folds_csv, is_finished, write_metrics
 from antispoof.models.checkpoints import CheckpointError, check_resumable, model_state
 from antispoof.train.calibration import refresh as refresh_calibration
 from antispoof.train.data import FoldData, augment_config
 from antispoof.train.module import DetectorModule
 from antispoof.utils import atomic_path, write_csv_atomic, write_text_atomic
+
+# trainer.select -> the validation metric that picks best.ckpt (and stops early, for held_out):
+# every validation clip, or bona fide against the attacks the fold never trained on (LOAO folds)
+SELECT = {"all": "val_eer", "held_out": "val_eer_held_out"}
 
 
 # ---- configuration -------------------------------------------------------------------------
@@ -87,13 +91,18 @@ def make_trainer(cfg: DictConfig, out: Path, clock: EpochClock, module: Detector
     t = cfg.trainer
     manual = module is not None and not module.automatic_optimization
     extras = module is not None and (module.aux is not None or bool(module.centres))
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_eer", mode="min",
+    select = str(t.get("select", "all"))
+    if select not in SELECT:
+        raise ConfigError(f"trainer.select must be one of {', '.join(SELECT)}, not {select!r}")
+    monitor = SELECT[select]
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="min",
                            save_top_k=1, enable_version_counter=False)
     # Not save_last: Lightning writes that only on epochs that also wrote best.ckpt, so a run killed
     # after an epoch that did not improve would train it again. An unmonitored top-1 checkpoint
     # named "last" is rewritten after every epoch.
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
-    callbacks = [best, last, EarlyStopping(monitor="val_loss", patience=t.patience, mode="min"),
+    stop_on = "val_loss" if select == "all" else monitor
+    callbacks = [best, last, EarlyStopping(monitor=stop_on, patience=t.patience, mode="min"),
                  TQDMProgressBar(refresh_rate=t.progress_every), clock]
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.get("num_nodes", 1),
@@ -182,6 +191,10 @@ def _train_fold(cfg: DictConfig, fold: int, out: Path, force: bool) -> Path:
         if len(data.skipped):  # data.check.bad_train_clips=skip: what the fold trained without
             write_csv_atomic(data.skipped, out / "skipped_clips.csv")
     module = DetectorModule(cfg)
+    module.held_out = data.held_out
+    if cfg.trainer.get("select", "all") == "held_out" and not data.held_out:
+        raise ConfigError(f"{folds_csv(cfg.output_root, Path(cfg.data.dir).name)}: trainer.select=held_out needs "
+                          f"leave-one-attack-out folds (antispoof folds --by attack; output_root=folds_loao)")
     print(f"augment {augment_config(cfg).get('name', 'custom')}: wave [{', '.join(data.wave_augment.names)}], "
           f"batch [{', '.join(module.batch_augment.names)}]")
     last = out / "checkpoints" / "last.ckpt"

@@ -55,6 +55,8 @@ class DetectorModule(L.LightningModule):
         self.model.set_spec_augment(self.batch_augment.spec_augment)
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+        self._val_held: list[torch.Tensor] = []
+        self.held_out: set[str] = set()  # validation clips of attacks the fold never trains on (LOAO folds)
         self.aux_config = aux_config(cfg)
         self.aux = (AuxTasks(self.aux_config, self.model.embedding_dim, self.model.feature_dim)
                     if self.aux_config.active else None)
@@ -235,6 +237,7 @@ class DetectorModule(L.LightningModule):
         self.log("val_loss", losses["total"], prog_bar=True, batch_size=len(batch["utt_id"]), sync_dist=True)
         self._val_scores.append(out["utt_score"].detach().float().cpu())
         self._val_labels.append(batch["label"].cpu())
+        self._val_held.append(torch.tensor([float(u in self.held_out) for u in batch["utt_id"]]))
 
     def _gather(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Every rank's values, concatenated: the ranks may hold different numbers of clips (the
@@ -251,12 +254,16 @@ class DetectorModule(L.LightningModule):
     def on_validation_epoch_end(self):
         scores = self._gather(self._val_scores).float().cpu().numpy()
         labels = self._gather([t.float() for t in self._val_labels]).cpu().numpy()
-        self._val_scores.clear()
-        self._val_labels.clear()
+        held = self._gather(self._val_held).cpu().numpy() == 1
+        for parts in (self._val_scores, self._val_labels, self._val_held):
+            parts.clear()
         self.log("val_clips", float(len(scores)))  # every validation clip exactly once, on any number of ranks
         if (labels == 1).any() and (labels == 0).any():
             eer, _ = compute_eer(scores[labels == 1], scores[labels == 0])
             self.log("val_eer", float(eer), prog_bar=True)
+        if (labels == 1).any() and (held & (labels == 0)).any():  # bona fide against the unseen attacks only
+            eer, _ = compute_eer(scores[labels == 1], scores[held & (labels == 0)])
+            self.log("val_eer_held_out", float(eer), prog_bar=True)
 
     def configure_optimizers(self):
         o = self.cfg.optim
