@@ -77,6 +77,18 @@ class LFCC(nn.Module):
         delta2 = torchaudio.functional.compute_deltas(hold_last(delta, frames))
         return torch.cat([static, delta, delta2], dim=1)
 
+    def power(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-emphasised power spectrogram the cepstra are taken from, [B, n_fft // 2 + 1, T]
+        (float32, frames as `forward`'s; frames past a clip's length are 0), and frame lengths."""
+        if lengths is None:
+            lengths = torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
+        lengths = lengths.to(wave.device)
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            power = self.lfcc.Spectrogram(self._frame_padding(self._emphasise(wave.float()), lengths))
+            frames = self.frame_lengths(lengths)
+            valid = torch.arange(power.shape[-1], device=wave.device)[None, :] < frames[:, None]
+            return power * valid[:, None, :], frames
+
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None):
         if lengths is None:
             lengths = torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)

@@ -41,6 +41,7 @@ from antispoof.features.state_cache import (FRAME_HOP_S, META, CacheError, datas
 from antispoof.features.state_dataset import view_id
 from antispoof.locks import output_lock
 from antispoof.models.encoders import EncoderInfo, check_quantize, encoder_info
+from antispoof.models.spectral_encoder import fingerprint as spectral_fingerprint
 from antispoof.models.encoders import frozen_encoder as load_frozen_encoder
 from antispoof.models.ssl_encoder import SSLEncoder
 from antispoof.models.whisper_detector import WhisperDetector
@@ -123,7 +124,8 @@ def cache_meta(info: EncoderInfo, encoder: str, data_dir: Path, layers, max_seco
         raise CacheError(f"{info.folder}: frames every {info.hop_s * 1000:g} ms; the state cache holds "
                          f"{FRAME_HOP_S * 1000:g} ms frames")
     return {"encoder": str(encoder), "encoder_type": info.kind, "encoder_folder": str(info.folder),
-            "encoder_layers": info.n_layers, "weights_sha256": weights_fingerprint(info.folder),
+            "encoder_layers": info.n_layers,
+            "weights_sha256": spectral_fingerprint() if info.kind == "spectral" else weights_fingerprint(info.folder),
             "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir),
             "layers": chosen_layers(layers, info.n_states), "dim": info.dim,
             "dtype": "float16", "hop_s": info.hop_s, "max_seconds": max_seconds, "views": views,

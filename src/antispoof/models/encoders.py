@@ -3,8 +3,10 @@
   whisper-base, whisper-tiny.en, a CTranslate2 folder or model.bin, or a transformers folder of
   model_type "whisper"                          -> the Whisper encoder (whisper_weights, whisper_detector)
   a transformers folder of model_type wav2vec2, hubert, wavlm or data2vec-audio -> ssl_encoder
+  lfcc-linear                                   -> spectral_encoder (no weights: LFCC and linear
+                                                   log band energies, two 60-dim states)
 
-Both kinds give `hidden_states(wave, lengths, layers)` -> [B, M, layers, D] on the 20 ms grid, so
+Every kind gives `hidden_states(wave, lengths, layers)` -> [B, M, layers, D] on the 20 ms grid, so
 the state cache, its heads and `antispoof predict` treat them alike; `encoder_info` says how many
 states there are and their size without building a model (what the cache's meta.json and the
 heads' n_states / dim are made of).
@@ -16,12 +18,13 @@ from pathlib import Path
 
 import torch
 
+from antispoof.models import spectral_encoder as spectral
 from antispoof.models.ctranslate2_format import WeightsError
 from antispoof.models.ssl_encoder import SAMPLE_RATE, SSL_TYPES, SSLEncoder, conv_geometry, model_type, ssl_config
 from antispoof.models.whisper_detector import WhisperDetector, WhisperDetectorConfig
 from antispoof.models.whisper_weights import MODELS_DIR, PRETRAINED, resolve_weights
 
-ENCODER_TYPES = ("whisper", *SSL_TYPES)
+ENCODER_TYPES = ("whisper", *SSL_TYPES, "spectral")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class EncoderInfo:
     """What a frozen encoder is, read off its checkpoint folder's config."""
 
     kind: str        # one of ENCODER_TYPES
-    folder: Path     # the transformers checkpoint folder (a converted one for CTranslate2 Whisper)
+    folder: Path     # the transformers checkpoint folder (a converted one for CTranslate2 Whisper);
+                     # for the weight-free spectral front end, just its name
     n_layers: int    # transformer layers: hidden states 0 (the first layer's input) to n_layers
     dim: int         # the size of every hidden state
     hop_s: float     # seconds per frame
@@ -48,6 +52,8 @@ def _is_whisper_source(name_or_path) -> bool:
 def encoder_folder(name_or_path, models_dir: str | Path = MODELS_DIR) -> tuple[Path, str]:
     """`embed.encoder` -> (transformers checkpoint folder, model type); one-line errors for a folder
     without config.json or of a type no encoder here reads."""
+    if str(name_or_path) == spectral.NAME:
+        return Path(spectral.NAME), "spectral"
     if _is_whisper_source(name_or_path):
         return resolve_weights(name_or_path, models_dir), "whisper"
     path = Path(str(name_or_path))
@@ -63,6 +69,8 @@ def encoder_folder(name_or_path, models_dir: str | Path = MODELS_DIR) -> tuple[P
 def encoder_info(name_or_path, models_dir: str | Path = MODELS_DIR) -> EncoderInfo:
     """The encoder's kind, folder, layers, dim and frame hop, from its config alone."""
     folder, kind = encoder_folder(name_or_path, models_dir)
+    if kind == "spectral":
+        return EncoderInfo(kind, folder, spectral.N_LAYERS, spectral.DIM, spectral.HOP_S)
     if kind == "whisper":
         from transformers import WhisperConfig
 
@@ -79,6 +87,8 @@ def frozen_encoder(name_or_path, max_seconds: float = 15.0, models_dir: str | Pa
     """The encoder in eval mode, padding masked out (Whisper's detector heads are unused);
     `quantize="int8"`: its linear layers dynamically quantised (quantize_int8)."""
     folder, kind = encoder_folder(name_or_path, models_dir)
+    if kind == "spectral":
+        return spectral.SpectralEncoder(max_seconds).eval()  # nothing to quantise
     if kind != "whisper":
         model = SSLEncoder(folder, max_seconds).eval()
     else:

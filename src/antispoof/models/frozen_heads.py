@@ -54,6 +54,8 @@ class FrozenHeadConfig:
     loss: str = "ce"                       # ce: 2 logits per branch | ocsoftmax: cosine to a bona fide centre
     oc_softmax: dict = field(default_factory=dict)  # OCSoftmaxLoss margins: r_real, r_fake, alpha
     oc_dim: int = 128                      # ocsoftmax: each branch projects to this many dims before the cosine
+    input_norm: str = "layer"              # layer: each frame over its features | batch: each feature over the
+                                           # training frames (running mean / variance, no learnt scale)
 
     def __post_init__(self):
         check_loss(self.loss, "ce")
@@ -61,6 +63,8 @@ class FrozenHeadConfig:
         if self.n_states < 1 or self.dim < 1:
             raise ValueError("n_states and dim come from the state cache (train reads them from meta.json); "
                              f"got n_states={self.n_states}, dim={self.dim}")
+        if self.input_norm not in ("layer", "batch"):
+            raise ValueError(f"input_norm must be 'layer' or 'batch', got {self.input_norm!r}")
         if self.utterance_score not in ("utt", "seg_min"):
             raise ValueError(f"utterance_score must be 'utt' or 'seg_min', got {self.utterance_score!r}")
 
@@ -87,6 +91,8 @@ class FrozenHead(nn.Module):
         self.config = config
         self.oc_loss = OCSoftmaxLoss.from_options(config.oc_softmax) if config.loss == "ocsoftmax" else None
         self.feature_dim = config.n_states * config.dim  # the auxiliary tasks' hook (embedding_dim: per head)
+        self.batch_norm = (nn.BatchNorm1d(config.n_states * config.dim, affine=False)
+                           if config.input_norm == "batch" else None)
 
     def classifier(self, dim: int) -> nn.Module:
         """A branch's last layer: 2 logits, or with OC-softmax a centre head (cos [..., 1], projected)."""
@@ -107,9 +113,16 @@ class FrozenHead(nn.Module):
     def set_spec_augment(self, module: nn.Module | None) -> None:
         """The states are fixed once cached: SpecAugment cannot reach them (augmented views can)."""
 
-    @staticmethod
-    def normalise(states: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(states.float(), states.shape[-1:])
+    def normalise(self, states: torch.Tensor) -> torch.Tensor:
+        """Layer norm over each frame's features (Whisper's layers differ in scale by orders of
+        magnitude), or with input_norm=batch a per-feature standardisation by running statistics
+        of the training frames: features of different kinds and units (cepstra beside log band
+        energies) keep each frame's level, which a frame-wise norm would remove."""
+        if self.batch_norm is None:
+            return F.layer_norm(states.float(), states.shape[-1:])
+        b, t, n, d = states.shape
+        flat = self.batch_norm(states.float().reshape(b * t, n * d))
+        return flat.reshape(b, t, n, d)
 
     def outputs(self, utt, seg, lengths: torch.Tensor, embedding: torch.Tensor) -> dict:
         """The branches' outputs (logits, or a centre head's (cos, projected)) -> detector outputs."""
