@@ -68,21 +68,13 @@ vote: $(STAMP)
 stack: $(STAMP)
 	$(BIN)/python ensemble/stack.py --dataset $(DATA) $(ARGS)
 
-## make demo: the whole pipeline on mini on the CPU: data (its build runs the shortcut probe), 2 folds,
-## card, SELCNN-MTL (MulBS, 1 epoch) and an MHFA head (5 epochs) on frozen Whisper-base states (the encoder
-## runs once, cached in folds/spoofbench-mini/_embeddings/) on every fold under folds/demo, vote,
-## stack, local leaderboard scores. Finished folds are kept: `rm -rf folds/demo` retrains them.
-DEMO_ROOT  := folds/demo
-DEMO_TRAIN := --data mini --all-folds output_root=$(DEMO_ROOT) data.folds=2 augment=none
-DEMO_CACHE := embed.root=folds/spoofbench-mini/_embeddings/whisper-base
+## make demo: the whole pipeline on mini on the CPU (scripts/demo.sh, each stage timed): data (its build
+## runs the shortcut probe), card, 2 folds, SELCNN-MTL (MulBS, 1 epoch), an MHFA head (5 epochs) on frozen
+## Whisper-base states and a pooled head on linear-frequency features (both caches in
+## folds/spoofbench-mini/_embeddings/), every fold under folds/demo, vote, stack, local leaderboard
+## scores, then the wall time of every stage. Finished folds are kept: `rm -rf folds/demo` retrains them.
 demo: $(STAMP)
-	$(MAKE) data DATA=mini
-	$(BIN)/antispoof card --data data/spoofbench-mini
-	$(BIN)/antispoof folds --data data/spoofbench-mini --k 2 --out $(DEMO_ROOT)/spoofbench-mini/folds.csv
-	$(BIN)/antispoof train --model selcnn_mulbs $(DEMO_TRAIN) trainer.max_epochs=1
-	$(BIN)/antispoof train --model whisper_base_mhfa $(DEMO_TRAIN) $(DEMO_CACHE) trainer.max_epochs=5
-	$(BIN)/python ensemble/vote.py --config ensemble/demo --dataset mini
-	$(BIN)/python ensemble/stack.py --config ensemble/demo --dataset mini
+	BIN=$(BIN) bash scripts/demo.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# make demo: the whole pipeline on mini on the CPU, each stage timed, the times printed at the end.
+# data (its build runs the shortcut probe) -> card -> 2 folds -> SELCNN-MTL MulBS (1 epoch) -> MHFA on
+# frozen Whisper-base states (5 epochs) -> a pooled head on linear-frequency features (the artefact
+# detector; up to 20 epochs) -> vote -> stack, with local leaderboard scores. Every model trains on
+# both folds under folds/demo; finished folds are kept (`rm -rf folds/demo` retrains them), and the
+# frozen caches live in folds/spoofbench-mini/_embeddings/ (each encoder runs once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+ROOT=folds/demo
+TRAIN=(--data mini --all-folds "output_root=$ROOT" data.folds=2 augment=none)
+CACHES=folds/spoofbench-mini/_embeddings
+declare -a NAMES=() SECONDS_TAKEN=()
+stage() {  # stage NAME command...: run it, remember its wall time
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name"
+  "$@"
+  NAMES+=("$name")
+  SECONDS_TAKEN+=($((SECONDS - start)))
+}
+stage "data (mini)" "$BIN/antispoof" data --preset mini
+stage "card" "$BIN/antispoof" card --data data/spoofbench-mini
+stage "folds" "$BIN/antispoof" folds --data data/spoofbench-mini --k 2 --out "$ROOT/spoofbench-mini/folds.csv"
+stage "SELCNN-MTL MulBS" "$BIN/antispoof" train --model selcnn_mulbs "${TRAIN[@]}" trainer.max_epochs=1
+stage "MHFA on Whisper-base" "$BIN/antispoof" train --model whisper_base_mhfa "${TRAIN[@]}" \
+  "embed.root=$CACHES/whisper-base" trainer.max_epochs=5
+stage "pooled head on LFCC + linear bands" "$BIN/antispoof" train --model spectral_pooled "${TRAIN[@]}" \
+  "embed.root=$CACHES/lfcc-linear" trainer.max_epochs=20
+stage "vote" "$BIN/python" ensemble/vote.py --config ensemble/demo --dataset mini
+stage "stack" "$BIN/python" ensemble/stack.py --config ensemble/demo --dataset mini
+echo
+echo "| demo stage | wall s |"
+echo "|---|---:|"
+total=0
+for i in "${!NAMES[@]}"; do
+  echo "| ${NAMES[$i]} | ${SECONDS_TAKEN[$i]} |"
+  total=$((total + SECONDS_TAKEN[i]))
+done
+echo "| total | $total |"
