@@ -26,6 +26,8 @@ from antispoof.train.data import FoldData
 from antispoof.train.fold import experiment_config, train_fold
 from antispoof.train.module import DetectorModule
 
+from batches import detector_batch
+
 FAST = ["trainer.max_epochs=1", "data.folds=3", "data.num_workers=0", "data.batch_size=8",
         "data.crop_s=2.0", "trainer.progress_every=0", "trainer.deterministic=true"]
 # two training batches of 1 s crops, 5 folds (a smaller validation part): what the checks need, fast
@@ -236,32 +238,12 @@ CONFIGS = {  # model config and overrides of a small detector of each kind
 }
 
 
-def _batch(family: str) -> dict:
-    """4 clips (2 bona fide, 2 spoof, one speaker index each) in the input the family reads."""
-    labels = torch.tensor([1, 0, 1, 0])  # data labels: 1 bona fide, 0 spoof
-    gen = torch.Generator().manual_seed(0)
-    if family == "mhfa":
-        lengths = torch.tensor([30, 20, 30, 12])
-        batch = {"states": torch.randn(4, 30, 3, 16, generator=gen).half(), "lengths": lengths}
-        frames = 2 * lengths
-    else:
-        lengths = torch.tensor([16000, 12000, 16000, 9000])
-        wave = 0.1 * torch.randn(4, 16000, generator=gen) * (torch.arange(16000)[None] < lengths[:, None])
-        batch = {"wave": wave, "lengths": lengths}
-        frames = -(-lengths // 160)
-    seg = torch.full((4, int(frames.max())), -1)
-    for i in range(4):
-        seg[i, : frames[i]] = labels[i]
-    batch.update(utt_id=[f"u{i}" for i in range(4)], label=labels, seg=seg, seg_lengths=frames,
-                 speaker=torch.tensor([0, 1, 2, 2]))
-    return batch
-
 
 def _module_and_batch(family: str):
     """A DetectorModule with every task on and a batch for it."""
     model, overrides = CONFIGS[family]
     torch.manual_seed(0)
-    return DetectorModule(load_config(f"model/{model}", overrides)), _batch(family)
+    return DetectorModule(load_config(f"model/{model}", overrides)), detector_batch(family)
 
 
 def _snapshot(module):
@@ -327,7 +309,7 @@ def test_each_step_moves_only_its_own_weights(family):
 def test_one_optimiser_keeps_lightnings_automatic_path():
     plain = DetectorModule(load_config("model/selcnn_mulbs"))
     assert plain.automatic_optimization and plain.aux is None and plain.optimiser_names == ["detector"]
-    module, batch = DetectorModule(load_config("model/selcnn_mulbs", ["aux.reconstruction.weight=0.04"])), _batch("selcnn")
+    module, batch = DetectorModule(load_config("model/selcnn_mulbs", ["aux.reconstruction.weight=0.04"])), detector_batch("selcnn")
     assert module.automatic_optimization, "P2SGrad + S1: the decoder shares the detector's Adam"
     optimiser = module.configure_optimizers()["optimizer"]
     held = {id(p) for g in optimiser.param_groups for p in g["params"]}

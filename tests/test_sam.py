@@ -23,6 +23,8 @@ from antispoof.train.fold import experiment_config, train_fold
 from antispoof.train.module import DetectorModule
 from antispoof.train.sam import SAM, SAMConfig, running_statistics_kept
 
+from batches import detector_batch
+
 REPO = Path(__file__).resolve().parents[1]
 
 # ---- one step by hand ----------------------------------------------------------------------------
@@ -153,23 +155,6 @@ CONFIGS = {  # a small detector of each family
 }
 
 
-def _batch(family: str) -> dict:
-    labels = torch.tensor([1, 0, 1, 0])  # data labels: 1 bona fide, 0 spoof
-    gen = torch.Generator().manual_seed(0)
-    if family.startswith("mhfa"):
-        lengths = torch.tensor([30, 20, 30, 12])
-        batch = {"states": torch.randn(4, 30, 3, 16, generator=gen).half(), "lengths": lengths}
-        frames = 2 * lengths
-    else:
-        lengths = torch.tensor([16000, 12000, 16000, 9000])
-        wave = 0.1 * torch.randn(4, 16000, generator=gen) * (torch.arange(16000)[None] < lengths[:, None])
-        batch = {"wave": wave, "lengths": lengths}
-        frames = -(-lengths // 160)
-    seg = torch.full((4, int(frames.max())), -1)
-    for i in range(4):
-        seg[i, : frames[i]] = labels[i]
-    return dict(batch, utt_id=[f"u{i}" for i in range(4)], label=labels, seg=seg, seg_lengths=frames)
-
 
 def _state(module):
     return {"params": [p.detach().clone() for p in module.parameters()],
@@ -181,7 +166,7 @@ def _state(module):
 def test_the_detector_step_of_every_family(family):
     model, overrides = CONFIGS[family]
     torch.manual_seed(0)
-    module, batch = DetectorModule(load_config(f"model/{model}", overrides)), _batch(family)
+    module, batch = DetectorModule(load_config(f"model/{model}", overrides)), detector_batch(family)
     assert module.sam.enabled and not module.automatic_optimization, "SAM takes the manual path"
     optimisers, schedulers = module.configure_optimizers()
     assert [type(o) for o in optimisers] == [torch.optim.Adam] + ([torch.optim.SGD] if module.centres else [])
@@ -257,7 +242,7 @@ def test_under_a_float16_loss_scaler_the_unscaled_gradients_are_clipped(tmp_path
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[Record()], num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
-    loader = torch.utils.data.DataLoader([_batch("mhfa_oc") for _ in range(3)], batch_size=None)
+    loader = torch.utils.data.DataLoader([detector_batch("mhfa_oc") for _ in range(3)], batch_size=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, loader)
@@ -281,7 +266,7 @@ RANKS = textwrap.dedent("""
             return 3
 
         def __getitem__(self, i):
-            batch = T._batch("mhfa_oc")
+            batch = T.detector_batch("mhfa_oc")
             batch["states"] = (batch["states"].float() * (1 + int(os.environ.get("LOCAL_RANK", 0))) + i).half()
             return batch
 
