@@ -64,3 +64,9 @@ def test_predict_refuses_a_threshold_that_is_neither_a_number_nor_competition(ca
     with pytest.raises(SystemExit):
         cli(["predict", "--experiment", "x", "--audio", "a.wav", "--threshold", "strict"])
     assert "expected an LLR (a number) or 'competition'" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_prior_outside_zero_and_one(capsys):
+    with pytest.raises(SystemExit):
+        cli(["predict", "--experiment", "x", "--audio", "a.wav", "--p-spoof", "1.5"])
+    assert "expected a probability between 0 and 1" in capsys.readouterr().err

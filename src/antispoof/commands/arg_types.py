@@ -30,3 +30,14 @@ def count_arg(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of shards, 1 or more")
     return int(text)
+
+
+def probability_arg(text: str) -> float:
+    """A probability strictly between 0 and 1 (a prior)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a probability between 0 and 1, e.g. 0.05")
+    return value

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from antispoof import signals
-from antispoof.commands.arg_types import count_arg, shard_arg, threshold_arg
+from antispoof.commands.arg_types import count_arg, probability_arg, shard_arg, threshold_arg
 from antispoof.console import close_progress_bars, quiet_third_party
 
 
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=threshold_arg, metavar="LLR|competition",
                    help="label spoof below this LLR; 'competition': the submission's own threshold "
                         "(default: the Bayes threshold of --p-spoof)")
-    p.add_argument("--p-spoof", type=float, default=0.05,
+    p.add_argument("--p-spoof", type=probability_arg, default=0.05,
                    help="spoof prior of the default Bayes threshold, with the DCF's costs Cmiss 1, Cfa 10")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--chunk-files", type=int, default=256,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from antispoof.config import ConfigError
 from antispoof.models import spectral_encoder as spectral
 from antispoof.models.ctranslate2_format import WeightsError
 from antispoof.models.ssl_encoder import SAMPLE_RATE, SSL_TYPES, SSLEncoder, conv_geometry, model_type, ssl_config
@@ -103,7 +104,7 @@ QUANTIZE = ("none", "int8")
 
 def check_quantize(quantize: str) -> str:
     if quantize not in QUANTIZE:
-        raise ValueError(f"embed.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+        raise ConfigError(f"embed.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
     return quantize
 
 
