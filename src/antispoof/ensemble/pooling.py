@@ -80,8 +80,9 @@ def check_rules(rules) -> tuple[str, ...]:
 
 def segment_spread(seg_scores) -> float:
     """Normal-consistent IQR of every segment score of a table (softmin's unit of tau)."""
-    flat = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in seg_scores]) if len(seg_scores) else []
-    flat = np.asarray(flat)[np.isfinite(flat)] if len(flat) else np.zeros(0)
+    values = [np.asarray(s, dtype=np.float64).ravel() for s in seg_scores]
+    flat = np.concatenate(values) if values else np.zeros(0)
+    flat = flat[np.isfinite(flat)]
     if flat.size < 2:
         return 1.0
     q1, q3 = np.percentile(flat, [25, 75])
