@@ -11,6 +11,7 @@ from antispoof.commands.cli import main
 from antispoof.commands.compare import (CompareError, FoldScores, ResampledEER, compare, hidden_test, paired_bootstrap,
                                parse_pair)
 from antispoof.metrics import pool_segment_labels
+from antispoof.metrics.conditions import condition_masks
 from antispoof.metrics.detection import compute_eer
 from antispoof.metrics.segments import pooled_segment_eer
 from antispoof.inference.tables import table_metrics
@@ -73,6 +74,27 @@ def test_point_estimate_is_the_difference_of_the_reports_fold_means(tiny, runs):
         assert delta == pytest.approx(expected, abs=0.006) and delta < 0
         assert low <= high < 0, "the sharper model is better in every resample's interval"
         assert float(row[f"P(A better, {level})"]) == 1.0
+
+
+def test_by_condition_each_conditions_delta_is_its_eer_difference_with_its_own_interval(tiny, runs):
+    root, _ = runs
+    table = compare(tiny, root, [("sharp", "blurred")], resamples=50, by_condition=True)
+    solution, _ = hidden_test(tiny)
+    assert table["condition"].iloc[0] == "pooled" and len(table) > 2
+    tables = {(x, k): pd.read_parquet(root / tiny.name / x / f"fold{k}" / "test.parquet").set_index("utt_id")
+              for x in ("sharp", "blurred") for k in (0, 1)}
+    for row in table.iloc[1:].to_dict("records"):
+        mask = condition_masks(solution["condition"].to_numpy())[row["condition"]]
+        ids, bona = solution.index[mask], (solution["label"] == "bonafide").to_numpy()[mask]
+
+        def eer(x, k):
+            s = tables[x, k].loc[ids, "score"].to_numpy()
+            return compute_eer(s[bona], s[~bona])[0]
+
+        expected = 100 * np.mean([eer("sharp", k) - eer("blurred", k) for k in (0, 1)])
+        delta, low, high = _cell(row["Δ utt EER (A-B)"])
+        assert delta == pytest.approx(expected, abs=0.006) and low <= delta <= high
+        assert row["Δ seg EER (A-B)"] == "-", "conditions are compared at the utterance level"
 
 
 def test_swapping_the_pair_negates_and_an_experiment_ties_with_itself(tiny, runs):

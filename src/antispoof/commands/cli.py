@@ -128,7 +128,7 @@ def _cmd_compare(args):
     from antispoof.config import data_dir
 
     pairs = [parse_pair(text) for text in args.pairs]
-    table = compare(data_dir(args.data), args.output_root, pairs, args.resamples, args.seed)
+    table = compare(data_dir(args.data), args.output_root, pairs, args.resamples, args.seed, args.by_condition)
     print(table.to_markdown(index=False))
 
 
@@ -300,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default="folds")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the test clips")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--by-condition", action="store_true", help="also a row per test condition (utterance level)")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("predict", help="score new audio (any rate, channels, length) with an experiment or an ensemble")

@@ -8,7 +8,9 @@ both experiments on the same bootstrap resamples of those clips gives a confiden
 the *difference*, much narrower than the two EERs' own intervals (on SpoofBench-mini, about
 3 points each). The point estimate is the mean over folds of each fold's test EER, exactly the
 `antispoof report` column, taken over the folds both experiments have finished; the interval
-covers test-clip sampling only, not the spread between training runs.
+covers test-clip sampling only, not the spread between training runs. `by_condition` adds a row
+per test condition (its spoofs against the bona fide clips, as the results tables score them), at
+the utterance level, each with its own paired interval.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from antispoof.data.manifest import load_solution
+from antispoof.metrics.conditions import condition_masks
 from antispoof.metrics.segments import segment_points
 from antispoof.runs import PREDICTIONS, dataset_dir, experiment_dir, finished_folds, read_predictions
 from antispoof.schema import ManifestError
@@ -141,8 +144,9 @@ def hidden_test(data_dir: str | Path) -> tuple[pd.DataFrame, dict[str, np.ndarra
 
 
 def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str, str]],
-            resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per (A, B) pair, each on the folds both have finished."""
+            resamples: int = 1000, seed: int = 0, by_condition: bool = False) -> pd.DataFrame:
+    """One row per (A, B) pair, each on the folds both have finished (and with `by_condition`, one
+    more per test condition)."""
     solution, segments = hidden_test(data_dir)
     bonafide = (solution["label"] == "bonafide").to_numpy()
     dataset = Path(data_dir).name
@@ -170,17 +174,26 @@ def compare(data_dir: str | Path, output_root: str | Path, pairs: list[tuple[str
         folds = sorted(set.intersection(*sides)) if sides else []
         if sides and not folds:
             raise CompareError(f"{dataset_dir(output_root, dataset)}: {a} and {b} have no finished fold in common")
-        r = paired_bootstrap(scores(a, folds), scores(b, folds), bonafide, resamples, seed)
-        row = {"A": a, "B": b, "folds": " ".join(map(str, folds)) or "-"}
-        for level in ("utt", "seg"):
-            x = r[level]
-            if x is None:
-                row[f"Δ {level} EER (A-B)"] = row[f"P(A better, {level})"] = "-"
-                continue
-            row[f"Δ {level} EER (A-B)"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
-            row[f"P(A better, {level})"] = f"{x['p_better']:.2f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
+        sa, sb = scores(a, folds), scores(b, folds)
+        head = {"A": a, "B": b, "folds": " ".join(map(str, folds)) or "-"}
+        rows.append(_row(head, "pooled", paired_bootstrap(sa, sb, bonafide, resamples, seed)))
+        if by_condition and "condition" in solution.columns:
+            for name, mask in condition_masks(solution["condition"].to_numpy()).items():
+                only = [[FoldScores(f.utt[mask], None) for f in side] for side in (sa, sb)]
+                rows.append(_row(head, name, paired_bootstrap(*only, bonafide[mask], resamples, seed)))
+    return pd.DataFrame(rows).fillna("-")
+
+
+def _row(head: dict, condition: str, r: dict) -> dict:
+    row = {**head, "condition": condition}
+    for level in ("utt", "seg"):
+        x = r[level]
+        if x is None:
+            row[f"Δ {level} EER (A-B)"] = row[f"P(A better, {level})"] = "-"
+            continue
+        row[f"Δ {level} EER (A-B)"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}]"
+        row[f"P(A better, {level})"] = f"{x['p_better']:.2f}"
+    return row
 
 
 def is_submission(name: str) -> bool:
