@@ -4,7 +4,7 @@
   model_type "whisper"                          -> the Whisper encoder (whisper_weights, whisper_detector)
   a transformers folder of model_type wav2vec2, hubert, wavlm or data2vec-audio -> ssl_encoder
   lfcc-linear                                   -> spectral_encoder (no weights: LFCC and linear
-                                                   log band energies, two 60-dim states)
+                                                   log band energies, one 120-dim state)
 
 Every kind gives `hidden_states(wave, lengths, layers)` -> [B, M, layers, D] on the 20 ms grid, so
 the state cache, its heads and `antispoof predict` treat them alike; `encoder_info` says how many

@@ -54,7 +54,8 @@ class FoldData:
         # Leave-one-attack-out folds also keep this fold's held-out attacks out of its training part.
         self.train, self.valid = train[training_mask(rows, fold)], train[in_fold]
         # ... and marks the validation clips of those attacks (model selection on unseen attacks)
-        held = rows["held_out"].fillna(0).astype(int).to_numpy() == 1 if "held_out" in rows else in_fold & False
+        held = (rows["held_out"].fillna(0).astype(int).to_numpy() == 1 if "held_out" in rows.columns
+                else np.zeros(len(rows), dtype=bool))
         self.held_out = set(rows.index[in_fold & held])
         self.segments = load_segments(data_dir / "train_segments.npz", train)
         test, _ = usable_clips(load_split(data_dir, "test"), cfg, data_dir / "test.csv", test=True)
