@@ -3,9 +3,10 @@
 OOF rows exist only for the folds that were trained, so an ensemble can only use the
 clips every model predicted out of fold: the folds common to all experiments. Each fold model's
 utterance scores are first brought to one scale (inference.fold_scale: standardised on its own
-unlabelled test-split scores, `normalise.align_folds`). Test scores are averaged over those folds (one test prediction per fold model; each fold model's own table
-is kept too, for the stacker). Hidden test labels are
-never read here: a test table that still carries a `label` column (older runs) loses it.
+unlabelled test-split scores, `normalise.align_folds`). Test scores are averaged over those
+folds (one test prediction per fold model; each fold model's own table is kept too, for the
+stacker). Hidden test labels are never read here: a test table that still carries a `label`
+column (older runs) loses it.
 """
 from __future__ import annotations
 

@@ -28,8 +28,7 @@ import pandas as pd
 
 from antispoof.data.manifest import load_solution
 from antispoof.inference.fold_scale import DEFAULT as DEFAULT_ALIGN
-from antispoof.inference.fold_scale import check_mode
-from antispoof.inference.fold_scale import fold_scales
+from antispoof.inference.fold_scale import check_mode, fold_scales
 from antispoof.metrics.calibration import Calibration, calibrate, fit, load, quality, save, summary_row
 from antispoof.metrics.detection import best_f1_threshold, bonafide_mask, compute_eer
 from antispoof.runs import PREDICTIONS, calibration_path, experiments, finished_folds, read_predictions
