@@ -29,7 +29,7 @@ import pandas as pd
 from antispoof.ensemble.crossfit import Thresholds, select
 from antispoof.ensemble.normalise import Normaliser
 from antispoof.ensemble.tables import Ensemble
-from antispoof.inference.fold_scale import IQR_TO_SD
+from antispoof.inference.fold_scale import robust_scale
 from antispoof.metrics.detection import compute_eer
 
 DEFAULT_RULES = ("utterance", "min", "lowest_10", "lowest_25", "softmin_0.5", "softmin_2", "mean")
@@ -82,11 +82,7 @@ def segment_spread(seg_scores) -> float:
     """Normal-consistent IQR of every segment score of a table (softmin's unit of tau)."""
     values = [np.asarray(s, dtype=np.float64).ravel() for s in seg_scores]
     flat = np.concatenate(values) if values else np.zeros(0)
-    flat = flat[np.isfinite(flat)]
-    if flat.size < 2:
-        return 1.0
-    q1, q3 = np.percentile(flat, [25, 75])
-    return float((q3 - q1) / IQR_TO_SD) or float(flat.std()) or 1.0
+    return robust_scale(flat)[1] if np.isfinite(flat).sum() >= 2 else 1.0
 
 
 def pooled_column(table: pd.DataFrame, rule: str, spread: float) -> np.ndarray:
@@ -97,9 +93,8 @@ def pooled_column(table: pd.DataFrame, rule: str, spread: float) -> np.ndarray:
 
 
 def _standardise(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    ref = reference[np.isfinite(reference)]
-    q1, centre, q3 = np.percentile(ref, [25, 50, 75])
-    return (values - centre) / ((q3 - q1) / IQR_TO_SD or float(ref.std()) or 1.0)
+    centre, spread = robust_scale(reference)
+    return (values - centre) / spread
 
 
 # ---- the system ---------------------------------------------------------------------------------

@@ -34,6 +34,15 @@ COLUMNS = ("score", "score_utt")
 IQR_TO_SD = 1.349  # the IQR of a standard normal
 
 
+def robust_scale(values) -> tuple[float, float]:
+    """(median, IQR / 1.349) of the finite values: a normal's mean and sd, unmoved by a few wild
+    scores; the spread falls back to the sd, then 1, when the IQR is 0. Needs >= 1 finite value."""
+    s = np.asarray(values, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    q1, centre, q3 = np.percentile(s, [25, 50, 75])
+    return float(centre), float((q3 - q1) / IQR_TO_SD or float(s.std()) or 1.0)
+
+
 @dataclass(frozen=True)
 class FoldScale:
     """column -> (centre, spread) of one fold model; `apply` maps (s - centre) / spread."""
@@ -48,12 +57,9 @@ class FoldScale:
             if column not in reference.columns:
                 continue
             s = reference[column].to_numpy(float)
-            s = s[np.isfinite(s)]
-            if s.size < 2:
+            if np.isfinite(s).sum() < 2:
                 continue
-            q1, centre, q3 = np.percentile(s, [25, 50, 75])
-            spread = (q3 - q1) / IQR_TO_SD or float(s.std()) or 1.0
-            stats.append((column, float(centre), float(spread)))
+            stats.append((column, *robust_scale(s)))
         return cls(tuple(stats))
 
     def apply(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -84,6 +90,6 @@ def scale_of(test_table: pd.DataFrame, mode: str = DEFAULT) -> FoldScale:
 
 def fold_scales(folds: dict[int, Path], mode: str = DEFAULT) -> dict[int, FoldScale]:
     """Each fold model's map, from the test predictions in its folder."""
-    check_mode(mode, next(iter(folds.values()), "."))
-    return {k: scale_of(read_predictions(d, "test") if mode != "none" else pd.DataFrame(), mode)
-            for k, d in folds.items()}
+    if check_mode(mode, next(iter(folds.values()), ".")) == "none":
+        return {k: IDENTITY for k in folds}
+    return {k: FoldScale.fit(read_predictions(d, "test")) for k, d in folds.items()}

@@ -28,7 +28,7 @@ import pandas as pd
 
 from antispoof.data.manifest import load_solution
 from antispoof.inference.fold_scale import DEFAULT as DEFAULT_ALIGN
-from antispoof.inference.fold_scale import check_mode, fold_scales
+from antispoof.inference.fold_scale import check_mode, scale_of
 from antispoof.metrics.calibration import Calibration, calibrate, fit, load, quality, save, summary_row
 from antispoof.metrics.detection import best_f1_threshold, bonafide_mask, compute_eer
 from antispoof.runs import PREDICTIONS, calibration_path, experiments, finished_folds, read_predictions
@@ -39,13 +39,13 @@ def experiment_scores(exp_dir: Path, folds: dict[int, Path], align: str = DEFAUL
                       ) -> tuple[pd.DataFrame, pd.Series]:
     """OOF rows (utt_id, fold, score, label) of the given folds, and the fold-averaged test score by
     utt_id, each fold model's scores first mapped to the common scale `align` names (inference.fold_scale)."""
-    scales = fold_scales(folds, align)
+    raw_tests = {k: read_predictions(d, "test", ["utt_id", "score"]) for k, d in folds.items()}
+    scales = {k: scale_of(t, align) for k, t in raw_tests.items()}  # each test table read once
     oof = pd.concat([scales[k].apply(read_predictions(d, "oof", ["utt_id", "score", "label"])).assign(fold=k)
                      for k, d in folds.items()], ignore_index=True)
     if oof["utt_id"].duplicated().any():
         fail(exp_dir, f"utt_id '{oof['utt_id'][oof['utt_id'].duplicated()].iloc[0]}' is OOF in two folds")
-    tests = {d: scales[k].apply(read_predictions(d, "test", ["utt_id", "score"])).set_index("utt_id")["score"]
-             for k, d in folds.items()}
+    tests = {folds[k]: scales[k].apply(t).set_index("utt_id")["score"] for k, t in raw_tests.items()}
     first_dir, first = next(iter(tests.items()))
     for d, t in tests.items():
         if t.index.duplicated().any() or set(t.index) != set(first.index):
