@@ -199,6 +199,10 @@ def test_augmented_views_are_cached_and_drawn_per_epoch(tiny, tmp_path):
     assert [data[i]["states"].float().sum().item() for i in range(10)] == drawn[0]
     assert StateCache(root).missing([f"{u}#aug1" for u in load_split(tiny, "test").utt_id]) != [], \
         "test clips get no augmented views"
+    assert json.loads((root / "meta.json").read_text())["views_wave"]["noise"]["p"] == wave.noise.p
+    other = load_config("augment/rawboost").wave  # views of another chain are refused, never mixed
+    with pytest.raises(CacheError, match="views_wave"):
+        embed_module.embed_dataset(tiny, ENCODER, "1", root, views=3, wave_cfg=other, seed=1)
 
 
 def test_embed_command_takes_an_experiments_cache_settings(tiny, cache, capsys):

@@ -12,7 +12,8 @@ encoder itself is the expensive part, so it runs once (`antispoof embed`) and it
                                      so a shard is complete exactly when its .csv exists
 
 A killed embedding run resumes after its last complete shard. A cache whose meta.json names
-other weights or another version of the data set is refused, never mixed; a cache of more
+other weights or another version of the data set is refused, never mixed (and so are augmented
+views of another wave chain: meta.json records the chain, `views_wave`); a cache of more
 layers serves any subset of them (StateCache(root, layers)).
 Disk cost: layers x dim x 2 bytes x 50 frames per second of audio (whisper-base, 6 states of
 512: 1.1 GB per hour; all 7 states: 1.29 GB per hour).
@@ -153,10 +154,15 @@ def open_for_writing(root: Path, meta: dict, force: bool = False) -> tuple[dict,
         changed = [k for k in IDENTITY if old.get(k) != meta.get(k)]
         if not set(meta["layers"]) <= set(old["layers"]):
             changed.append("layers")
+        if meta.get("views", 1) > 1 and old.get("views_wave") not in (None, meta.get("views_wave")):
+            changed.append("views_wave")
         if changed:
             raise CacheError(f"{root}: cache made with other {', '.join(changed)} "
                              f"({changed[0]}: {old.get(changed[0])!r} here, {meta.get(changed[0])!r} now); "
                              "--force rebuilds it")
+        if meta.get("views", 1) > 1 and (meta["views"] > old.get("views", 1) or "views_wave" not in old):
+            old = {**old, "views": max(meta["views"], old.get("views", 1)), "views_wave": meta.get("views_wave")}
+            write_json_atomic(path, old)  # the copies about to be added, and the chain that makes them
         return old, read_index(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, meta)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from antispoof.augment import WaveAugmenter, wave_augmenter
@@ -116,10 +117,10 @@ def clips_to_embed(data_dir: Path, views: int) -> pd.DataFrame:
 
 
 def cache_meta(info: EncoderInfo, encoder: str, data_dir: Path, layers, max_seconds: float, views: int,
-               quantize: str = "none") -> dict:
+               quantize: str = "none", wave_cfg=None) -> dict:
     """What a cache is made of: the fingerprints and settings open_for_writing compares, and what
     the encoder is (type, folder, layers, dim, frame hop), read off the checkpoint's config and
-    files (no model is built for it)."""
+    files (no model is built for it); with augmented views, the wave chain that made them."""
     if info.hop_s != FRAME_HOP_S:  # the heads and the labels read the 20 ms grid
         raise CacheError(f"{info.folder}: frames every {info.hop_s * 1000:g} ms; the state cache holds "
                          f"{FRAME_HOP_S * 1000:g} ms frames")
@@ -129,7 +130,13 @@ def cache_meta(info: EncoderInfo, encoder: str, data_dir: Path, layers, max_seco
             "dataset": str(data_dir), "dataset_sha256": dataset_fingerprint(data_dir),
             "layers": chosen_layers(layers, info.n_states), "dim": info.dim,
             "dtype": "float16", "hop_s": info.hop_s, "max_seconds": max_seconds, "views": views,
-            **({} if quantize == "none" else {"quantize": quantize})}  # which path made the states
+            **({} if quantize == "none" else {"quantize": quantize}),  # which path made the states
+            **({} if views <= 1 else {"views_wave": wave_chain(wave_cfg)})}
+
+
+def wave_chain(wave_cfg) -> dict:
+    """The augmented views' wave chain as plain data, for the cache's meta (views of one chain only)."""
+    return json.loads(json.dumps(OmegaConf.to_container(wave_cfg) if OmegaConf.is_config(wave_cfg) else wave_cfg))
 
 
 def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="all", root: str | Path | None = None,
@@ -150,7 +157,8 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     root = Path(root) if root else default_root(output_root, data_dir, cache_name(encoder, quantize))
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
-    asked = cache_meta(encoder_info(encoder, models_dir), encoder, data_dir, layers, max_seconds, views, quantize)
+    asked = cache_meta(encoder_info(encoder, models_dir), encoder, data_dir, layers, max_seconds, views, quantize,
+                       wave_cfg)
     what = f"the {Path(str(encoder)).name} state cache"
     clips = clips_to_embed(data_dir, views)
     if shard is not None:
