@@ -9,6 +9,7 @@ on every finished fold (antispoof.train.calibration).
 """
 from __future__ import annotations
 
+import json
 import resource
 import shutil
 import time
@@ -24,6 +25,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from antispoof.config import ConfigError, data_dir, load_config
+from antispoof.features.state_cache import dataset_fingerprint
 from antispoof.locks import output_lock
 from antispoof.runs import METRICS, fold_dir, folds_csv, is_finished, write_metrics
 from antispoof.models.checkpoints import CheckpointError, check_resumable, model_state
@@ -167,6 +169,16 @@ def _fit(trainer: L.Trainer, module: DetectorModule, data: FoldData, last: Path)
         raise
 
 
+def check_same_data(out: Path, data_dir: str | Path) -> None:
+    """A finished fold is kept only for the data set it was trained on: one made before the data set
+    was rebuilt (another train.csv / test.csv) would mix two versions in every table, so it is refused
+    in one line. Folds finished before metrics.json recorded the fingerprint cannot be checked."""
+    made_on = json.loads((out / METRICS).read_text()).get("dataset_sha256")
+    if made_on is not None and made_on != dataset_fingerprint(Path(data_dir)):
+        raise ConfigError(f"{out}: trained on another build of {data_dir} (its train.csv / test.csv changed "
+                          "since); --force retrains it")
+
+
 def _train_fold(cfg: DictConfig, fold: int, out: Path, force: bool) -> Path:
     from antispoof.inference.tables import predict_table, write_predictions
 
@@ -174,6 +186,7 @@ def _train_fold(cfg: DictConfig, fold: int, out: Path, force: bool) -> Path:
     # once rank 0 reaches the fit); only rank 0 writes or removes anything in the fold folder.
     writer = rank_zero_only.rank == 0
     if is_finished(out) and not force:
+        check_same_data(out, cfg.data.dir)
         print(f"{out} is complete ({METRICS} exists); --force retrains it")
         return out
     if force and writer:  # a forced run starts from scratch: earlier checkpoints must not be resumed
@@ -217,7 +230,8 @@ def _train_fold(cfg: DictConfig, fold: int, out: Path, force: bool) -> Path:
                     "seconds_per_epoch": float(np.mean(clock.seconds)) if clock.seconds else None,
                     "n_parameters": int(sum(p.numel() for p in module.model.parameters())),
                     "peak_memory_gb": peak_memory_gb(device), "device": device.type,
-                    "best_checkpoint": str(best), "skipped_train_clips": int(len(data.skipped))})
+                    "best_checkpoint": str(best), "skipped_train_clips": int(len(data.skipped)),
+                    "dataset_sha256": dataset_fingerprint(Path(cfg.data.dir))})
     write_metrics(out, metrics)
     refresh_calibration(out.parent, cfg.data.dir)  # the experiment's score -> LLR map, now with this fold
     return out
