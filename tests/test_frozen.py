@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from antispoof.inference import states as embed_module
-from antispoof.config import ConfigError
+from antispoof.config import ConfigError, load_config
 from antispoof.data.audio import read_audio
 from antispoof.data.manifest import load_split
 from antispoof.features.state_cache import CacheError, StateCache
@@ -218,3 +218,42 @@ def test_embed_command_takes_an_experiments_cache_settings(tiny, cache, capsys):
     assert main(["embed", "--data", str(tiny), "--model", "selcnn_segbw"]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "no `embed` section" in error
+
+
+def test_embed_command_fills_an_experiments_view_cache_in_shards(micro, tmp_path, capsys):
+    """`antispoof embed --model <experiment> embed.views=2 ...` in two shards and a merge makes the
+    cache the experiment's folds read (augmented views of its wave chain, its seed): training then
+    finds every clip cached and encodes nothing."""
+    from antispoof.commands.cli import main
+    from antispoof.train.data import embed_experiment
+
+    out = tmp_path / "views"
+    views = ["embed.views=2", "embed.views_augment=rawboost", "embed.layers=1", "seed=3"]
+    for shard in ("0/2", "1/2"):
+        assert main(["embed", "--data", str(micro), "--model", "whisper_tiny_pooled", "--out", str(out),
+                     "--shard", shard, *views]) == 0
+    assert main(["embed", "--data", str(micro), "--model", "whisper_tiny_pooled", "--out", str(out), "--merge",
+                 *views]) == 0
+    assert "every clip cached" in capsys.readouterr().out
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["views"] == 2 and meta["views_wave"]["rawboost"]["p"] == load_config("augment/rawboost").wave.rawboost.p
+    train = load_split(micro, "train")
+    cache = StateCache(out)
+    assert cache.missing([f"{u}#aug1" for u in train.utt_id]) == []
+    cfg = experiment_config("whisper_tiny_pooled", str(micro), [*views, f"embed.root={out}"])
+    root, layers = embed_experiment(cfg)
+    assert "all clips cached" in capsys.readouterr().out and root == out and layers == [1]
+    assert main(["embed", "--data", str(micro), "--model", ENCODER, "embed.views=2"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "embed.views=2" in error
+
+
+def test_every_spelling_of_layers_names_the_same_states():
+    """'a-b', 'a,b', a list and a bare int (what `embed.layers=4` parses to) all select states."""
+    from antispoof.inference.states import chosen_layers
+
+    assert chosen_layers("0-2,4", 6) == [0, 1, 2, 4] == chosen_layers([4, 2, 1, 0, 2], 6)
+    assert chosen_layers(4, 6) == [4] == chosen_layers("4", 6)
+    assert chosen_layers("all", 3) == [0, 1, 2]
+    with pytest.raises(CacheError, match="hidden states 0-5"):
+        chosen_layers(6, 6)

@@ -78,30 +78,57 @@ def _cmd_train(args):
 
 
 def _cmd_embed(args):
-    from omegaconf import OmegaConf
+    from antispoof.config import CONFIG_ROOT
 
-    from antispoof.config import CONFIG_ROOT, ConfigError, data_dir, load_config
-    from antispoof.inference.states import embed_dataset
+    if (CONFIG_ROOT / "model" / f"{args.model}.yaml").is_file():
+        _embed_experiment(args)
+    else:
+        _embed_encoder(args)
 
-    settings = {"encoder": args.model, "layers": "all", "max_seconds": 15.0, "quantize": "none"}
-    if (CONFIG_ROOT / "model" / f"{args.model}.yaml").is_file():  # an experiment: its cache, as training makes it
-        experiment = load_config(f"model/{args.model}").get("embed")
-        if experiment is None:
-            raise ConfigError(f"configs/model/{args.model}.yaml has no `embed` section (not a frozen-encoder head)")
-        settings.update({k: v for k, v in OmegaConf.to_container(experiment).items() if v is not None})
-    layers = args.layers or settings["layers"]
+
+def _embed_experiment(args):
+    """An experiment's cache, as its folds make and read it (views, their wave chain, seed); the
+    flags and `key=value` overrides edit its `embed` section."""
+    from antispoof.config import ConfigError, data_dir
+    from antispoof.features.state_cache import default_root
+    from antispoof.inference.states import cache_name, merge_embed_parts
+    from antispoof.train.data import embed_experiment
+    from antispoof.train.fold import experiment_config
+
+    extra = [f"output_root={args.output_root}"] if args.output_root else []
+    cfg = experiment_config(args.model, args.data, extra + list(args.overrides))
+    if cfg.get("embed") is None:
+        raise ConfigError(f"configs/model/{args.model}.yaml has no `embed` section (not a frozen-encoder head)")
+    e = cfg.embed
+    for key, value in (("layers", args.layers), ("batch_seconds", args.batch_seconds), ("quantize", args.quantize)):
+        if value is not None:
+            e[key] = value
     if args.merge:
-        from antispoof.features.state_cache import default_root
-        from antispoof.inference.states import cache_name, merge_embed_parts
-
-        data = data_dir(args.data)
-        merge_embed_parts(data, Path(args.out or settings.get("root") or default_root(
-            args.output_root, data, cache_name(settings["encoder"], args.quantize or settings["quantize"]))))
+        root = args.out or e.root or default_root(cfg.output_root, data_dir(args.data),
+                                                  cache_name(e.encoder, e.get("quantize", "none")))
+        merge_embed_parts(cfg.data.dir, Path(root), e.views)
         return
-    root, _ = embed_dataset(data_dir(args.data), settings["encoder"], layers, args.out or settings.get("root"),
-                            args.output_root, args.batch_seconds, float(settings["max_seconds"]),
-                            device=args.device, force=args.force, shard=args.shard,
-                            quantize=args.quantize or settings["quantize"])
+    root, _ = embed_experiment(cfg, args.out, device=args.device, force=args.force, shard=args.shard)
+    print(root)
+
+
+def _embed_encoder(args):
+    """A bare encoder's cache (no experiment): every state unless --layers, no augmented views."""
+    from antispoof.config import ConfigError, data_dir
+    from antispoof.features.state_cache import default_root
+    from antispoof.inference.states import cache_name, embed_dataset, merge_embed_parts
+
+    if args.overrides:
+        raise ConfigError(f"{args.overrides[0]!r}: key=value overrides edit an experiment's `embed` section; "
+                          f"{args.model} is an encoder, not configs/model/<experiment>.yaml")
+    quantize, output_root = args.quantize or "none", args.output_root or "folds"
+    data = data_dir(args.data)
+    if args.merge:
+        merge_embed_parts(data, Path(args.out or default_root(output_root, data, cache_name(args.model, quantize))))
+        return
+    root, _ = embed_dataset(data, args.model, args.layers or "all", args.out, output_root,
+                            args.batch_seconds or 120.0, 15.0, device=args.device, force=args.force,
+                            shard=args.shard, quantize=quantize)
     print(root)
 
 
@@ -265,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "data2vec-audio folder) or an experiment with an `embed` section (whisper_base_mhfa)")
     p.add_argument("--layers", help="hidden states to keep: all, 0-5 or 0,2,4 (0 = the first layer's input)")
     p.add_argument("--out", help="cache folder (default folds/<dataset>/_embeddings/<encoder>)")
-    p.add_argument("--output-root", default="folds")
-    p.add_argument("--batch-seconds", type=float, default=120.0, help="audio per encoder batch")
+    p.add_argument("--output-root", help="folds folder (default: the experiment's output_root, else folds)")
+    p.add_argument("--batch-seconds", type=float, help="audio per encoder batch (default: the config's, else 120)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--force", action="store_true", help="rebuild a cache made by other weights or data")
     p.add_argument("--quantize", choices=("none", "int8"),
@@ -275,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encode every N-th batch from the I-th (0-based) into the cache's parts/: N processes or "
                         "machines share the work; then --merge")
     p.add_argument("--merge", action="store_true", help="move the finished shards' parts into the cache")
+    p.add_argument("overrides", nargs="*", help="an experiment's overrides, e.g. embed.views=2 "
+                   "embed.views_augment=rawboost seed=1 (the cache its folds will read)")
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("report", help="results table: every experiment's fold metrics, mean ± std")

@@ -63,10 +63,13 @@ def cache_name(encoder: str, quantize: str = "none") -> str:
 
 
 def chosen_layers(layers, n_states: int) -> list[int]:
-    """'all' | 'a-b' | 'a,b,c' | [a, b] -> sorted hidden-state indices, checked against the encoder."""
+    """'all' | 'a-b' | 'a,b,c' | [a, b] | a (an override `embed.layers=4` arrives as an int) ->
+    sorted hidden-state indices, checked against the encoder."""
     if layers in (None, "all"):
         return list(range(n_states))
-    if isinstance(layers, str):
+    if isinstance(layers, int):
+        layers = [layers]
+    elif isinstance(layers, str):
         values = []
         for part in layers.split(","):
             low, _, high = part.partition("-")

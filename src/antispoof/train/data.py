@@ -130,11 +130,19 @@ def usable_clips(table: pd.DataFrame, cfg: DictConfig, csv_path: Path,
 def state_cache(cfg: DictConfig) -> StateCache:
     """The experiment's frozen-encoder cache (its `embed` section), embedding whatever is missing
     first: a fold run on a new data set starts with `antispoof embed` and resumes it."""
+    return StateCache(*embed_experiment(cfg))
+
+
+def embed_experiment(cfg: DictConfig, root: str | None = None, device: str | None = None, force: bool = False,
+                     shard: tuple[int, int] | None = None) -> tuple[Path, list[int]]:
+    """Embed what the experiment's cache lacks with the very settings its folds read it with (layers,
+    augmented views and their wave chain, seed, int8), so `antispoof embed --model <experiment>`,
+    sharded or not, fills the cache training then finds complete. -> the cache folder and its layers."""
     e = cfg.embed
     wave_cfg = load_config(f"augment/{e.views_augment}").wave if e.views > 1 else None
-    root, layers = embed_dataset(cfg.data.dir, e.encoder, e.layers, e.root, cfg.output_root, e.batch_seconds,
-                                 e.max_seconds, e.views, wave_cfg, cfg.seed, quantize=e.get("quantize", "none"))
-    return StateCache(root, layers)
+    return embed_dataset(cfg.data.dir, e.encoder, e.layers, root or e.root, cfg.output_root, e.batch_seconds,
+                         e.max_seconds, e.views, wave_cfg, cfg.seed, device=device, force=force, shard=shard,
+                         quantize=e.get("quantize", "none"))
 
 
 def augment_config(cfg: DictConfig) -> DictConfig:
