@@ -113,8 +113,8 @@ def main(argv=None) -> int:
                         "(default 0.001,0.01,0.1), gbm's l2_regularization (default 0,1)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--batch-seconds", type=float, default=120.0, help="audio per encoder batch")
-    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
-                        help="int8: the states of the int8 encoder (their own cache, <model>-int8)")
+    parser.add_argument("--quantize", choices=("none", "int8", "bf16"), default="none",
+                        help="int8 / bf16: the states of that encoder path (their own cache, <model>-int8 / -bf16)")
     parser.add_argument("--submission", help="write the (best layer's) test scores here: utt_id,score")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -296,8 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-seconds", type=float, help="audio per encoder batch (default: the config's, else 120)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     p.add_argument("--force", action="store_true", help="rebuild a cache made by other weights or data")
-    p.add_argument("--quantize", choices=("none", "int8"),
-                   help="int8: dynamic int8 linear layers on the CPU, cached in <encoder>-int8 (default: the config's)")
+    p.add_argument("--quantize", choices=("none", "int8", "bf16"),
+                   help="int8: dynamic int8 linear layers on the CPU; bf16: bfloat16 autocast (CPUs with AVX512-BF16 "
+                        "or AMX, GPUs); cached in <encoder>-int8 / -bf16 (default: the config's)")
     p.add_argument("--shard", type=shard_arg, metavar="I/N",
                    help="encode every N-th batch from the I-th (0-based) into the cache's parts/: N processes or "
                         "machines share the work; then --merge")

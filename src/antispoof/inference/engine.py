@@ -260,7 +260,7 @@ class Scorer:
         for exp in experiments:
             if exp.encoder is not None and exp.encoder not in self.encoders:
                 name, _, max_seconds, quantize = exp.encoder
-                if quantize != "none" and device.type != "cpu":  # int8 kernels are the CPU's; fp32 is near
+                if quantize == "int8" and device.type != "cpu":  # int8 kernels are the CPU's; fp32 is near
                     quantize = "none"
                 self.encoders[exp.encoder] = frozen_encoder(name, max_seconds, quantize=quantize).to(device)
 

@@ -41,7 +41,7 @@ from antispoof.features.state_cache import (FRAME_HOP_S, META, CacheError, datas
                                             weights_fingerprint, write_shard)
 from antispoof.features.state_dataset import view_id
 from antispoof.locks import output_lock
-from antispoof.models.encoders import EncoderInfo, check_quantize, encoder_info
+from antispoof.models.encoders import EncoderInfo, check_quantize, cpu_has_bf16, encoder_info
 from antispoof.models.spectral_encoder import fingerprint as spectral_fingerprint
 from antispoof.models.encoders import frozen_encoder as load_frozen_encoder
 from antispoof.models.ssl_encoder import SSLEncoder
@@ -53,12 +53,12 @@ from antispoof.utils import rng_for
 def frozen_encoder(encoder: str, max_seconds: float = 15.0, models_dir: str = str(MODELS_DIR),
                    quantize: str = "none") -> WhisperDetector | SSLEncoder:
     """The encoder `embed.encoder` names (Whisper or self-supervised), in eval mode, padding masked;
-    `quantize` = embed.quantize (int8: dynamic int8 linear layers, on the CPU)."""
+    `quantize` = embed.quantize (int8: dynamic int8 linear layers, on the CPU; bf16: bfloat16 autocast)."""
     return load_frozen_encoder(encoder, max_seconds, models_dir, quantize)
 
 
 def cache_name(encoder: str, quantize: str = "none") -> str:
-    """The cache folder's encoder part: an int8 cache lives beside the float one, never in it."""
+    """The cache folder's encoder part: an int8 or bf16 cache lives beside the float one, never in it."""
     return str(encoder) if quantize == "none" else f"{Path(str(encoder)).name}-{quantize}"
 
 
@@ -101,7 +101,9 @@ def encode_clips(model: WhisperDetector | SSLEncoder, waves: list[np.ndarray], l
     tensors = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in waves]
     wave = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device)
     lengths = torch.tensor([len(w) for w in tensors], device=device)
-    states, frames = model.hidden_states(wave, lengths, layers)
+    dtype = getattr(model, "autocast_dtype", None)  # embed.quantize=bf16 (models/encoders.py: with_bf16)
+    with torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        states, frames = model.hidden_states(wave, lengths, layers)
     states = states.to(torch.float16).cpu().numpy()
     return [states[i, : int(frames[i])] for i in range(len(waves))]
 
@@ -195,8 +197,10 @@ def _encode(target: Path, meta: dict, batches: list[pd.DataFrame], data_dir: Pat
         print(f"{target}: nothing left to encode")
         return
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if quantize != "none" and device.type != "cpu":
+    if quantize == "int8" and device.type != "cpu":
         raise CacheError(f"embed.quantize={quantize} runs on the CPU only (no dynamic int8 kernels for {device.type})")
+    if quantize == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        print("embed.quantize=bf16: this CPU has no AVX512-BF16 / AMX, so bf16 is emulated and slower than float32")
     model = frozen_encoder(encoder, max_seconds, models_dir, quantize).to(device)
     train = load_split(data_dir, "train") if views > 1 else None
     augment = wave_augmenter(wave_cfg, train) if views > 1 else None

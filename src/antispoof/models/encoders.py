@@ -86,7 +86,8 @@ def encoder_info(name_or_path, models_dir: str | Path = MODELS_DIR) -> EncoderIn
 def frozen_encoder(name_or_path, max_seconds: float = 15.0, models_dir: str | Path = MODELS_DIR,
                    quantize: str = "none") -> WhisperDetector | SSLEncoder:
     """The encoder in eval mode, padding masked out (Whisper's detector heads are unused);
-    `quantize="int8"`: its linear layers dynamically quantised (quantize_int8)."""
+    `quantize="int8"`: its linear layers dynamically quantised (quantize_int8); `"bf16"`: run in
+    bfloat16 autocast (with_bf16)."""
     folder, kind = encoder_folder(name_or_path, models_dir)
     if kind == "spectral":
         return spectral.SpectralEncoder(max_seconds).eval()  # nothing to quantise
@@ -96,16 +97,32 @@ def frozen_encoder(name_or_path, max_seconds: float = 15.0, models_dir: str | Pa
         config = WhisperDetectorConfig(pretrained=str(name_or_path), models_dir=str(models_dir),
                                        max_seconds=max_seconds, pad_to="batch", apply_spec_augment=False)
         model = WhisperDetector(config).eval()
-    return quantize_int8(model) if check_quantize(quantize) == "int8" else model
+    quantize = check_quantize(quantize)
+    return quantize_int8(model) if quantize == "int8" else with_bf16(model) if quantize == "bf16" else model
 
 
-QUANTIZE = ("none", "int8")
+QUANTIZE = ("none", "int8", "bf16")
 
 
 def check_quantize(quantize: str) -> str:
     if quantize not in QUANTIZE:
         raise ConfigError(f"embed.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
     return quantize
+
+
+def with_bf16(model: torch.nn.Module) -> torch.nn.Module:
+    """Mark the encoder to run under bfloat16 autocast (`autocast_dtype`, read by whoever calls
+    hidden_states): matmuls and convolutions in bf16, log-mel, softmax and layer norms in float32.
+    Unlike int8 it keeps float32's range, so the states drift by about 1 % instead of 5-26 %
+    (bench/embed_speed.py). Fast only where the hardware has bf16 dot products (AVX512-BF16 or AMX
+    on the CPU, any recent GPU); elsewhere the CPU emulates them, slower than float32."""
+    model.autocast_dtype = torch.bfloat16
+    return model
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
