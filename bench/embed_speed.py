@@ -69,5 +69,6 @@ def main() -> None:
             got = np.concatenate([s[:, j].astype(np.float32).ravel() for s in states[q]])
             print(f"  {q} state {layer}: relative drift {np.abs(got - ref).mean() / np.abs(ref).mean():.4f}")
 
+
 if __name__ == "__main__":
     main()
