@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from antispoof.allocator import keep_freed_memory
 from antispoof.data.audio import read_audio
 from antispoof.data.manifest import load_split
 from antispoof.inference.states import chosen_layers, encode_clips, frozen_encoder, length_batches
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--paths", default="none,int8,bf16", help="embed.quantize values to time (none first)")
     args = parser.parse_args()
+    print(f"allocator: freed memory kept: {keep_freed_memory()} (ANTISPOOF_MALLOC=default: glibc as it is)")
     paths = ["none"] + [q for q in args.paths.split(",") if q != "none"]
     if args.threads:
         torch.set_num_threads(args.threads)

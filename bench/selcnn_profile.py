@@ -12,6 +12,8 @@ be aimed at what dominates and checked with the same command. Extra `key=value` 
 config overrides for both runs. `--versus` names the overrides of a second configuration, timed
 side by side on the same fold-0 clips in alternating rounds (so a busy machine slows both alike);
 the ratio of its training clips/s to the first one's is the last line.
+Like `antispoof`, it keeps freed memory (src/antispoof/allocator.py); the allocator's own effect is
+the ratio of two runs, one with `ANTISPOOF_MALLOC=default` in the environment.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import time
 
 import torch
 
+from antispoof.allocator import keep_freed_memory
 from antispoof.train.data import FoldData
 from antispoof.train.fold import experiment_config
 from antispoof.train.module import DetectorModule, class_targets
@@ -93,6 +96,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches before the timed ones, per round")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    print(f"allocator: freed memory kept: {keep_freed_memory()} (ANTISPOOF_MALLOC=default: glibc as it is)")
     common = ["output_root=/tmp/selcnn_profile", "data.num_workers=0", *args.overrides]
     runs = [(" ".join(args.overrides) or "as configured", common)]
     if args.versus:

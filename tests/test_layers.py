@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS = [  # lowest first; a module may import from its own layer and the ones before it
     ("antispoof.utils", "antispoof.config", "antispoof.schema", "antispoof.console", "antispoof.locks",
-     "antispoof.signals"),
+     "antispoof.signals", "antispoof.allocator"),
     ("antispoof.metrics",),
     ("antispoof.data", "antispoof.runs"),
     ("antispoof.features", "antispoof.augment", "antispoof.losses"),
