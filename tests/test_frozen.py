@@ -183,7 +183,6 @@ def test_heads_write_the_fold_contract(tiny, cache, tmp_path, model):
 
 
 def test_augmented_views_are_cached_and_drawn_per_epoch(tiny, tmp_path):
-
     wave = load_config("augment/views").wave
     root, layers = embed_module.embed_dataset(tiny, ENCODER, "1", tmp_path / "v", views=3, wave_cfg=wave, seed=1)
     cache = StateCache(root, layers)
