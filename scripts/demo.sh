@@ -3,9 +3,10 @@
 # data (its build runs the shortcut probe) -> card -> 2 folds -> SELCNN-MTL MulBS (4 epochs of 3 s
 # crops) -> MHFA on frozen Whisper-base states (bf16 where the CPU has it; 5 epochs) -> a pooled
 # head on linear-frequency features (the artefact detector, trained with SAM, which helped it on the
-# unseen neural attack of full v3; up to 20 epochs) -> vote -> stack, with local leaderboard scores. Every model trains on
-# both folds under folds/demo; finished folds are kept (`rm -rf folds/demo` retrains them), and the
-# frozen caches live in folds/spoofbench-mini/_embeddings/ (each encoder runs once).
+# unseen neural attack of full v3; up to 20 epochs) -> vote -> stack, with local leaderboard scores.
+# Every model trains on both folds under folds/demo; finished folds are kept (`rm -rf folds/demo`
+# retrains them), and the frozen caches live in folds/spoofbench-mini/_embeddings/ (each encoder
+# runs once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -19,8 +20,8 @@ CACHES=folds/spoofbench-mini/_embeddings
 SELCNN_CROP_S=${SELCNN_CROP_S:-3}
 SELCNN_EPOCHS=${SELCNN_EPOCHS:-4}
 # Whisper-base runs in bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16 or AMX):
-# 1.5x the float32 audio seconds per second on mini, the MHFA head's test EER within seed-to-seed
-# noise (docs/training.md). EMBED_QUANTIZE=none forces float32.
+# 1.5x the float32 audio seconds per second on mini (1.9x with the kept allocator), the MHFA head's
+# test EER within seed-to-seed noise (docs/training.md). EMBED_QUANTIZE=none forces float32.
 EMBED_QUANTIZE=${EMBED_QUANTIZE:-$("$BIN/python" -c \
   "from antispoof.models.encoders import cpu_has_bf16; print('bf16' if cpu_has_bf16() else 'none')")}
 WHISPER_CACHE=$CACHES/whisper-base
