@@ -79,58 +79,9 @@ def _cmd_train(args):
 
 
 def _cmd_embed(args):
-    from antispoof.config import CONFIG_ROOT
+    from antispoof.commands.embed import embed
 
-    if (CONFIG_ROOT / "model" / f"{args.model}.yaml").is_file():
-        _embed_experiment(args)
-    else:
-        _embed_encoder(args)
-
-
-def _embed_experiment(args):
-    """An experiment's cache, as its folds make and read it (views, their wave chain, seed); the
-    flags and `key=value` overrides edit its `embed` section."""
-    from antispoof.config import ConfigError, data_dir
-    from antispoof.features.state_cache import default_root
-    from antispoof.inference.states import cache_name, merge_embed_parts
-    from antispoof.train.data import embed_experiment
-    from antispoof.train.fold import experiment_config
-
-    extra = [f"output_root={args.output_root}"] if args.output_root else []
-    cfg = experiment_config(args.model, args.data, extra + list(args.overrides))
-    if cfg.get("embed") is None:
-        raise ConfigError(f"configs/model/{args.model}.yaml has no `embed` section (not a frozen-encoder head)")
-    e = cfg.embed
-    for key, value in (("layers", args.layers), ("batch_seconds", args.batch_seconds), ("quantize", args.quantize)):
-        if value is not None:
-            e[key] = value
-    if args.merge:
-        root = args.out or e.root or default_root(cfg.output_root, data_dir(args.data),
-                                                  cache_name(e.encoder, e.get("quantize", "none")))
-        merge_embed_parts(cfg.data.dir, Path(root), e.views)
-        return
-    root, _ = embed_experiment(cfg, args.out, device=args.device, force=args.force, shard=args.shard)
-    print(root)
-
-
-def _embed_encoder(args):
-    """A bare encoder's cache (no experiment): every state unless --layers, no augmented views."""
-    from antispoof.config import ConfigError, data_dir
-    from antispoof.features.state_cache import default_root
-    from antispoof.inference.states import cache_name, embed_dataset, merge_embed_parts
-
-    if args.overrides:
-        raise ConfigError(f"{args.overrides[0]!r}: key=value overrides edit an experiment's `embed` section; "
-                          f"{args.model} is an encoder, not configs/model/<experiment>.yaml")
-    quantize, output_root = args.quantize or "none", args.output_root or "folds"
-    data = data_dir(args.data)
-    if args.merge:
-        merge_embed_parts(data, Path(args.out or default_root(output_root, data, cache_name(args.model, quantize))))
-        return
-    root, _ = embed_dataset(data, args.model, args.layers or "all", args.out, output_root,
-                            args.batch_seconds or 120.0, 15.0, device=args.device, force=args.force,
-                            shard=args.shard, quantize=quantize)
-    print(root)
+    embed(args)
 
 
 def _cmd_report(args):

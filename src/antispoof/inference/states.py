@@ -62,6 +62,12 @@ def cache_name(encoder: str, quantize: str = "none") -> str:
     return str(encoder) if quantize == "none" else f"{Path(str(encoder)).name}-{quantize}"
 
 
+def cache_root(data_dir: str | Path, encoder: str, quantize: str = "none", root: str | Path | None = None,
+               output_root: str | Path = "folds") -> Path:
+    """The cache folder: `root` when given, else folds/<dataset>/_embeddings/<cache_name>."""
+    return Path(root) if root else default_root(output_root, data_dir, cache_name(encoder, quantize))
+
+
 def chosen_layers(layers, n_states: int) -> list[int]:
     """'all' | 'a-b' | 'a,b,c' | [a, b] | a (an override `embed.layers=4` arrives as an int) ->
     sorted hidden-state indices, checked against the encoder."""
@@ -159,7 +165,7 @@ def embed_dataset(data_dir: str | Path, encoder: str = "whisper-base", layers="a
     check_quantize(quantize)
     if views > 1 and wave_cfg is None:
         raise CacheError(f"views={views} needs a wave augmentation chain (embed.views_augment)")
-    root = Path(root) if root else default_root(output_root, data_dir, cache_name(encoder, quantize))
+    root = cache_root(data_dir, encoder, quantize, root, output_root)
     if layers is None:
         layers = json.loads((root / META).read_text())["layers"] if (root / META).is_file() else "all"
     asked = cache_meta(encoder_info(encoder, models_dir), encoder, data_dir, layers, max_seconds, views, quantize,

@@ -136,7 +136,7 @@ def state_cache(cfg: DictConfig) -> StateCache:
 def embed_experiment(cfg: DictConfig, root: str | None = None, device: str | None = None, force: bool = False,
                      shard: tuple[int, int] | None = None) -> tuple[Path, list[int]]:
     """Embed what the experiment's cache lacks with the very settings its folds read it with (layers,
-    augmented views and their wave chain, seed, int8), so `antispoof embed --model <experiment>`,
+    augmented views and their wave chain, seed, quantize), so `antispoof embed --model <experiment>`,
     sharded or not, fills the cache training then finds complete. -> the cache folder and its layers."""
     e = cfg.embed
     wave_cfg = load_config(f"augment/{e.views_augment}").wave if e.views > 1 else None
